@@ -1,0 +1,29 @@
+"""Exceptions that reach the user as one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+
+class CracksegError(Exception):
+    """A problem the user can fix (bad input, unknown name, missing file).
+
+    The CLI prints ``crackseg: error: <message>`` and exits with status 2;
+    no traceback. Messages name the culprit and say what to do.
+    """
+
+    exit_code = 2
+
+
+class ConfigError(CracksegError):
+    """Invalid configuration: unknown key, wrong type, bad ``--set`` value."""
+
+
+class UnknownPluginError(CracksegError):
+    """A plugin name that is not registered."""
+
+
+class DataError(CracksegError):
+    """Missing, unreadable, corrupt or inconsistent data."""
+
+
+class PluginLoadError(CracksegError):
+    """A plugin could not be imported or its hook raised."""

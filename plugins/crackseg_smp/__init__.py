@@ -1,0 +1,1 @@
+"""crackseg built-in plugin (work in progress)."""
