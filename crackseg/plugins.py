@@ -111,7 +111,7 @@ class PluginManager:
         self.registries = {k: Registry(k) for k in KINDS}
         for hook_name, kind in _HOOK_KIND.items():
             caller = getattr(self.pm.hook, hook_name)
-            for impl in reversed(caller.get_hookimpls()):
+            for impl in caller.get_hookimpls():  # registration order: first wins
                 plugin_name = self.pm.get_name(impl.plugin) or "?"
                 registered: list[Entry] = []
                 register = _make_register(kind, plugin_name, registered)
@@ -139,7 +139,7 @@ class PluginManager:
         print(line, file=sys.stderr)
 
     def add_commands(self, cli: Any) -> None:
-        for impl in reversed(self.pm.hook.register_commands.get_hookimpls()):
+        for impl in self.pm.hook.register_commands.get_hookimpls():
             plugin_name = self.pm.get_name(impl.plugin) or "?"
             try:
                 impl.function(cli=cli)

@@ -1,1 +1,82 @@
-"""crackseg built-in plugin (work in progress)."""
+"""crackseg's built-in datasets: ``synthetic`` (the default), ``folder``, ``cfd``, ``deepcrack``, ``crack500``.
+
+This module only registers; the readers are imported when a dataset is built,
+so loading the plugin stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import crackseg
+
+from .params import CFDParams, Crack500Params, DeepCrackParams, FolderParams, SyntheticParams
+
+__all__ = ["CFDParams", "Crack500Params", "DeepCrackParams", "FolderParams", "SyntheticParams"]
+
+
+def _build_synthetic(**params: Any) -> Any:
+    from .synthetic import SyntheticDataset
+
+    return SyntheticDataset(**params)
+
+
+def _build_folder(**params: Any) -> Any:
+    from .folder import build_folder
+
+    return build_folder(**params)
+
+
+def _build_cfd(**params: Any) -> Any:
+    from .readers import build_cfd
+
+    return build_cfd(**params)
+
+
+def _build_deepcrack(**params: Any) -> Any:
+    from .readers import build_deepcrack
+
+    return build_deepcrack(**params)
+
+
+def _build_crack500(**params: Any) -> Any:
+    from .readers import build_crack500
+
+    return build_crack500(**params)
+
+
+@crackseg.hookimpl
+def register_datasets(register: Any) -> None:
+    """Register the built-in datasets."""
+    register(
+        "synthetic",
+        _build_synthetic,
+        params=SyntheticParams,
+        description="procedural pavement/concrete images with thin branching cracks, stains, shadows; exact masks",
+        # its images are 128 px by default: train at that size instead of upsampling them
+        train={"image_size": 128},
+    )
+    register(
+        "folder",
+        _build_folder,
+        params=FolderParams,
+        description="images/ + masks/ (same stems, crack > 127) + optional splits/<name>.txt",
+    )
+    register(
+        "cfd",
+        _build_cfd,
+        params=CFDParams,
+        description="CrackForest download: image/*.jpg + groundTruth/*.mat (Segmentation == 2)",
+    )
+    register(
+        "deepcrack",
+        _build_deepcrack,
+        params=DeepCrackParams,
+        description="DeepCrack download: train_img/, train_lab/, test_img/, test_lab/",
+    )
+    register(
+        "crack500",
+        _build_crack500,
+        params=Crack500Params,
+        description="Crack500 download: traincrop/, valcrop/, testcrop/ (<stem>.jpg + <stem>.png)",
+    )

@@ -1,0 +1,5 @@
+"""``python -m crackseg`` (also what ``torchrun -m crackseg`` runs)."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,122 @@
+"""torch.distributed glue: detect ``torchrun``, initialise, rank helpers.
+
+A run started by ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set) uses
+``nccl`` on CUDA and ``gloo`` on CPU. Without those variables everything is a
+no-op and the code paths are the single-process ones.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import CracksegError
+
+#: seconds to wait for a rendezvous or a collective before failing with a clear error
+DEFAULT_TIMEOUT_S = float(os.environ.get("CRACKSEG_DIST_TIMEOUT", "300"))
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def detect() -> DistEnv:
+    """The launcher's environment (``torchrun`` sets RANK, WORLD_SIZE, LOCAL_RANK)."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError as exc:
+        raise CracksegError(f"bad torch.distributed environment: {exc}") from None
+    return DistEnv(rank=rank, world_size=world, local_rank=local)
+
+
+def resolve_device(requested: str, env: DistEnv | None = None) -> str:
+    """``auto`` → ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error."""
+    import torch
+
+    env = env or DistEnv()
+    if requested not in ("auto", "cpu", "cuda"):
+        raise CracksegError(f"--device {requested!r}: choose auto, cpu or cuda")
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise CracksegError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    if env.enabled:
+        return f"cuda:{env.local_rank % torch.cuda.device_count()}"
+    return "cuda"
+
+
+def init(env: DistEnv, device: str) -> None:
+    """Initialise the default process group once (no-op for a single process)."""
+    if not env.enabled:
+        return
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
+    try:
+        dist.init_process_group(backend=backend, timeout=_dt.timedelta(seconds=DEFAULT_TIMEOUT_S))
+    except Exception as exc:  # noqa: BLE001
+        raise CracksegError(
+            f"torch.distributed rendezvous failed (rank {env.rank}/{env.world_size}, backend {backend}): "
+            f"{' '.join(str(exc).split())[:300]}"
+        ) from None
+
+
+def barrier(env: DistEnv) -> None:
+    if env.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def all_gather_objects(env: DistEnv, obj: Any) -> list[Any]:
+    """Gather a picklable object from every rank (a one-element list without distribution)."""
+    if not env.enabled:
+        return [obj]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * env.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(env: DistEnv, obj: Any) -> Any:
+    if not env.enabled:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def shutdown(env: DistEnv) -> None:
+    if env.enabled:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def shard(items: list[Any], env: DistEnv) -> list[Any]:
+    """This rank's share of ``items`` (strided, so every item goes to exactly one rank)."""
+    return items[env.rank :: env.world_size] if env.enabled else list(items)

@@ -1,0 +1,87 @@
+"""Combining losses: weighted sums (``"focal+dice+0.5*edge"``) and deep supervision.
+
+Individual losses are plugins (``register_losses``); each maps
+``(logits [B,1,H,W], target [B,1,H,W] in {0,1}) -> scalar``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Mapping
+
+import torch
+
+from .errors import ConfigError
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+_TERM = re.compile(r"^\s*(?:(?P<w>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(?P<name>[A-Za-z0-9_.-]+)\s*$")
+
+
+def parse_terms(spec: str) -> list[tuple[float, str]]:
+    """``"focal+0.5*edge"`` → ``[(1.0, "focal"), (0.5, "edge")]``."""
+    terms = []
+    for part in spec.split("+"):
+        m = _TERM.match(part)
+        if not m:
+            raise ConfigError(f"loss {spec!r}: cannot parse term {part.strip()!r} (write e.g. 'focal+dice+0.5*edge')")
+        terms.append((float(m.group("w") or 1.0), m.group("name")))
+    return terms
+
+
+class WeightedSum(torch.nn.Module):
+    """Σ wᵢ·lossᵢ(logits, target)."""
+
+    def __init__(self, terms: list[tuple[float, str, LossFn]]) -> None:
+        super().__init__()
+        self.terms = terms
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = logits.new_zeros(())
+        for w, _, fn in self.terms:
+            total = total + w * fn(logits, target)
+        return total
+
+    def __repr__(self) -> str:
+        return "+".join(f"{w:g}*{n}" for w, n, _ in self.terms)
+
+
+def parse_loss(spec: str, params: Mapping[str, Any] | None = None) -> WeightedSum:
+    """Build ``spec`` from registered losses; ``params[name]`` holds each term's parameters."""
+    from . import create
+
+    params = dict(params or {})
+    terms = []
+    for w, name in parse_terms(spec):
+        sub = params.pop(name, {}) or {}
+        if not isinstance(sub, Mapping):
+            raise ConfigError(f"loss_params.{name} must be a mapping of that loss's parameters")
+        terms.append((w, name, create("losses", name, **dict(sub))))
+    if params:
+        raise ConfigError(
+            f"loss_params has keys for losses not in {spec!r}: {', '.join(sorted(params))}"
+        )
+    return WeightedSum(terms)
+
+
+class DeepSupervisionLoss(torch.nn.Module):
+    """Apply one loss to several named outputs: Σₖ wₖ·loss(outputs[k], target)."""
+
+    def __init__(self, loss: LossFn, weights: Mapping[str, float]) -> None:
+        super().__init__()
+        self.loss = loss
+        self.weights = {k: float(v) for k, v in weights.items() if float(v) != 0.0}
+        if not self.weights:
+            raise ConfigError("loss_weights: every output weight is zero; nothing to train")
+
+    def forward(self, outputs: Mapping[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        missing = [k for k in self.weights if k not in outputs]
+        if missing:
+            raise ConfigError(
+                f"loss_weights names outputs the backbone does not return: {', '.join(missing)} "
+                f"(it returns: {', '.join(outputs)})"
+            )
+        total = target.new_zeros(())
+        for k, w in self.weights.items():
+            total = total + w * self.loss(outputs[k].float(), target)
+        return total

@@ -1,0 +1,86 @@
+"""``crackseg predict``: apply a finished run to new photos of any size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import CracksegError
+from .io import IMAGE_SUFFIXES, list_images, read_image, write_png
+
+
+def find_checkpoint(source: str | Path) -> Path:
+    p = Path(source)
+    if p.is_dir():
+        p = p / "checkpoint.pt"
+    if not p.is_file():
+        raise CracksegError(f"{source}: no checkpoint found (give a run folder or a checkpoint.pt file)")
+    return p
+
+
+def load_model(source: str | Path) -> tuple[Any, dict[str, Any]]:
+    """Rebuild the backbone recorded in a checkpoint and load its weights."""
+    from . import create_backbone
+    from .outputs import load_checkpoint_state
+    from .training import load_checkpoint
+
+    ckpt = load_checkpoint(find_checkpoint(source))
+    spec = ckpt["backbone"]
+    model = create_backbone(spec["name"], **dict(spec.get("params") or {}))
+    try:
+        load_checkpoint_state(model, ckpt["model"])
+    except RuntimeError as exc:
+        raise CracksegError(f"{source}: checkpoint does not fit backbone {spec['name']!r}: {str(exc).splitlines()[0]}") from None
+    return model, ckpt
+
+
+def collect_images(inputs: Sequence[str]) -> list[Path]:
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            paths.extend(list_images(p))
+        elif p.is_file():
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                raise CracksegError(f"{p}: not an image file ({', '.join(IMAGE_SUFFIXES)})")
+            paths.append(p)
+        else:
+            raise CracksegError(f"{p}: no such file or folder")
+    if not paths:
+        raise CracksegError("no images to predict")
+    stems = [p.stem for p in paths]
+    dup = sorted({s for s in stems if stems.count(s) > 1})
+    if dup:
+        raise CracksegError(f"several input images share the name {dup[0]!r}; outputs would overwrite each other")
+    return paths
+
+
+def predict_paths(source: str | Path, inputs: Sequence[str], out: str | Path, *, device: str = "auto",
+                  threshold: float | None = None, mode: str | None = None, batch_size: int | None = None,
+                  quiet: bool = False) -> list[Path]:
+    """Write ``out/<stem>.png`` (binary), ``out/prob/<stem>.png`` and ``out/overlay/<stem>.jpg``."""
+    from tqdm.auto import tqdm
+
+    from .distributed import resolve_device
+    from .inference import Predictor, overlay, postprocess
+
+    paths = collect_images(inputs)
+    model, ckpt = load_model(source)
+    pc = dict(ckpt.get("predict") or {})
+    thr = pc.get("threshold", 0.5) if threshold is None else threshold
+    dev = resolve_device(device)
+    predictor = Predictor(model, int(ckpt.get("image_size", 256)), dev, batch_size or pc.get("batch_size", 4),
+                          mode or pc.get("mode", "auto"), pc.get("tile_overlap", 0.25))
+    out = Path(out)
+    written = []
+    for p in tqdm(paths, desc="predict", disable=quiet):
+        img = read_image(p)
+        prob = predictor.predict_many([img])[0]
+        u8 = postprocess(prob, int(pc.get("erosion_iterations", 0)), bool(pc.get("minmax_normalize", False)))
+        mask = u8 > thr * 255
+        written.append(write_png(out / f"{p.stem}.png", mask.astype(np.uint8) * 255))
+        write_png(out / "prob" / f"{p.stem}.png", u8)
+        write_png(out / "overlay" / f"{p.stem}.png", overlay(img, mask))
+    return written

@@ -1,0 +1,247 @@
+"""``crackseg run``: dataset → labeler → backbone → predictions → metrics → table.
+
+A run folder holds ``config.yaml`` (resolved), ``labels/``, ``labeler/`` (e.g. the
+patch classifier), ``checkpoint.pt``, ``predictions/`` (uint8 probability PNGs),
+``overlays/``, ``metrics.json``, ``prf.tsv`` and ``results.md``. Every file is written
+atomically; ``--resume`` continues an interrupted run from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import distributed as dist_utils
+from .config import RunConfig, config_from_dict, diff_configs, to_yaml
+from .errors import CracksegError
+from .io import write_json, write_png, write_text
+
+CONFIG_FILE = "config.yaml"
+
+
+def default_out(cfg: RunConfig) -> str:
+    data = cfg.data.get("name", "data")
+    if data == "folder":
+        data = Path(str(cfg.data.get("root", "folder"))).name or "folder"
+    return str(Path("runs") / f"{cfg.labeler['name']}-{cfg.backbone['name']}-{data}")
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _printer(quiet: bool, env: dist_utils.DistEnv) -> Callable[[str], None]:
+    def log(msg: str) -> None:
+        if not quiet and env.is_main:
+            print(msg, file=sys.stderr, flush=True)
+
+    return log
+
+
+def prepare_run_dir(cfg: RunConfig, resume: bool) -> Path:
+    """Create the run folder or check that ``--resume`` continues the same config."""
+    import yaml
+
+    run_dir = Path(cfg.out)
+    cfg_path = run_dir / CONFIG_FILE
+    if cfg_path.is_file():
+        if not resume:
+            raise CracksegError(
+                f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out"
+            )
+        try:
+            old = config_from_dict(yaml.safe_load(cfg_path.read_text()))
+        except CracksegError as exc:
+            raise CracksegError(f"{cfg_path}: cannot resume, the saved config is invalid: {exc}") from None
+        changed = diff_configs(old, cfg)
+        if changed:
+            raise CracksegError(
+                f"{run_dir}: --resume with a different config ({', '.join(changed[:5])}); "
+                f"use the same settings or another --out"
+            )
+    return run_dir
+
+
+def run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
+    """Execute a full run; returns the metrics dict (also written to metrics.json)."""
+    import torch
+
+    from . import create_backbone, create_dataset, create_labeler, create_loss
+    from .label_stage import run_label_stage
+    from .labeling import LabelContext
+    from .losses import DeepSupervisionLoss
+    from .outputs import input_stats, loss_weights
+    from .training import SegmentationTrainSet, resize_pair, train_segmentation
+
+    env = dist_utils.detect()
+    device = dist_utils.resolve_device(cfg.device, env)
+    dist_utils.init(env, device)
+    log = _printer(quiet, env)
+    if not cfg.out:
+        cfg.out = default_out(cfg)
+    run_dir = prepare_run_dir(cfg, resume)
+    if env.is_main:
+        write_text(run_dir / CONFIG_FILE, to_yaml(cfg))
+    seed_everything(cfg.seed)
+    t_start = time.perf_counter()
+
+    # 1. data
+    data_params = {k: v for k, v in cfg.data.items() if k not in ("name", "train_split", "test_split", "limit_train", "limit_test")}
+    dataset = create_dataset(cfg.data["name"], **data_params)
+    train = _limit(dataset.samples(cfg.data["train_split"]), cfg.data["limit_train"])
+    test = _limit(dataset.samples(cfg.data["test_split"]), cfg.data["limit_test"])
+    log(f"data: {cfg.data['name']} — {len(train)} train / {len(test)} test images")
+
+    # 2. pseudo-labels
+    labeler = create_labeler(cfg.labeler["name"], **{k: v for k, v in cfg.labeler.items() if k != "name"})
+    ctx = LabelContext(device=device, work_dir=run_dir / "labeler", seed=cfg.seed, quiet=quiet,
+                       classifier_config=dict(cfg.classifier))
+    if env.is_main:
+        labeler.prepare(train, ctx)
+    dist_utils.barrier(env)
+    if not env.is_main:
+        labeler.prepare(train, ctx)
+    label_files = run_label_stage(labeler, train, run_dir / "labels", ctx, env)
+    log(f"labels: {cfg.labeler['name']} → {run_dir / 'labels'}")
+
+    # 3. backbone training
+    from .io import read_mask
+
+    model = create_backbone(cfg.backbone["name"], **{k: v for k, v in cfg.backbone.items() if k != "name"})
+    size = int(getattr(model, "fixed_input_size", None) or cfg.train.image_size)
+    images, labels = [], []
+    for s in train:
+        img = s.load_image()
+        lab = read_mask(label_files[s.stem], img.shape[:2])
+        ri, rl = resize_pair(img, lab, size)
+        images.append(ri)
+        labels.append(rl)
+    mean, std = input_stats(model)
+    train_set = SegmentationTrainSet(images, labels, [s.stem for s in train], cfg.train, mean, std, cfg.seed)
+    weights = cfg.loss_weights or loss_weights(model)
+    loss_fn = DeepSupervisionLoss(create_loss(cfg.loss, **cfg.loss_params), weights)
+    meta = {
+        "backbone": {"name": cfg.backbone["name"], "params": {k: v for k, v in cfg.backbone.items() if k != "name"}},
+        "image_size": size,
+        "predict": _plain(cfg.predict),
+        "crackseg_version": _version(),
+    }
+    ckpt_path = run_dir / "checkpoint.pt"
+    result = train_segmentation(
+        model, loss_fn, train_set, cfg.train, device=device, env=env, checkpoint_path=ckpt_path,
+        meta=meta, seed=cfg.seed, resume=resume, quiet=quiet, log=log,
+    )
+    if result.stopped_early == "already finished":
+        from .outputs import load_checkpoint_state
+        from .training import load_checkpoint
+
+        load_checkpoint_state(model, load_checkpoint(ckpt_path)["model"])
+
+    # 4. predictions + 5. metrics
+    metrics = predict_and_evaluate(model, test, run_dir, cfg, size, device, env, quiet)
+    if env.is_main:
+        metrics.update({
+            "labeler": cfg.labeler["name"], "backbone": cfg.backbone["name"], "data": cfg.data["name"],
+            "train_images": len(train), "test_images": len(test),
+            "train_seconds": round(result.seconds, 2), "train_images_per_s": round(result.images_per_s, 3),
+            "epochs_done": result.epochs_done, "history": result.history,
+            "total_seconds": round(time.perf_counter() - t_start, 2),
+            "notes": _notes(cfg),
+        })
+        write_json(run_dir / "metrics.json", metrics)
+        table = results_table([metrics])
+        write_text(run_dir / "results.md", table + "\n")
+        print(table)
+    dist_utils.shutdown(env)
+    return metrics
+
+
+def predict_and_evaluate(model, test: Sequence, run_dir: Path, cfg: RunConfig, size: int, device: str,
+                         env: dist_utils.DistEnv, quiet: bool) -> dict[str, Any]:
+    """Predict the test split (sharded over ranks), write PNGs and compute metrics once over all images."""
+    from tqdm.auto import tqdm
+
+    from .inference import Predictor, overlay, postprocess
+    from .metrics import MetricAccumulator, write_prf_table
+
+    pc = cfg.predict
+    predictor = Predictor(model, size, device, pc.batch_size, pc.mode, pc.tile_overlap, cfg.train.precision)
+    mine = dist_utils.shard(list(test), env)
+    acc = MetricAccumulator(cfg.eval.protocol)
+    pred_dir = run_dir / "predictions"
+    overlay_stems = {s.stem for s in list(test)[: pc.overlays]}
+    for start in tqdm(range(0, len(mine), pc.batch_size), desc="predict", disable=quiet or not env.is_main, leave=False):
+        chunk = mine[start : start + pc.batch_size]
+        imgs = [s.load_image() for s in chunk]
+        for s, img, prob in zip(chunk, imgs, predictor.predict_many(imgs)):
+            u8 = postprocess(prob, pc.erosion_iterations, pc.minmax_normalize)
+            write_png(pred_dir / f"{s.stem}.png", u8)
+            gt = s.mask() if s.has_mask else None
+            if gt is not None:
+                acc.add(s.stem, u8, gt)
+            if s.stem in overlay_stems:
+                write_png(run_dir / "overlays" / f"{s.stem}.png", overlay(img, u8 > pc.threshold * 255, gt))
+    gathered = dist_utils.all_gather_objects(env, acc.histograms())
+    if not env.is_main:
+        return {}
+    total = MetricAccumulator(cfg.eval.protocol)
+    for part in gathered:
+        for stem, pos, neg in part:
+            total.add_histograms(stem, pos, neg)
+    if not total.histograms():
+        return {"ods": None, "ois": None, "ap": None, "n": 0, "protocol": cfg.eval.protocol,
+                "warning": "no test image has a ground-truth mask; predictions written, nothing evaluated"}
+    res = total.result()
+    write_prf_table(res, run_dir / "prf.tsv")
+    return res.to_json()
+
+
+def results_table(rows: list[dict[str, Any]]) -> str:
+    """One Markdown row per run: ODS / OIS / AP in %."""
+    head = "| labeler | backbone | data | ODS | OIS | AP | notes |\n|---|---|---|---:|---:|---:|---|"
+    lines = [head]
+    for r in rows:
+        def pct(k: str) -> str:
+            v = r.get(k)
+            return "–" if v is None else f"{100 * v:.2f}"
+
+        lines.append(
+            f"| {r.get('labeler', '')} | {r.get('backbone', '')} | {r.get('data', '')} | "
+            f"{pct('ods')} | {pct('ois')} | {pct('ap')} | {r.get('notes', '')} |"
+        )
+    return "\n".join(lines)
+
+
+def _notes(cfg: RunConfig) -> str:
+    notes = []
+    if cfg.backbone.get("random_init"):
+        notes.append("random-init CLIP: not a pretrained result")
+    if cfg.data["name"] == "synthetic":
+        notes.append("synthetic data")
+    notes.append(f"{cfg.train.epochs} ep @ {cfg.train.image_size}px")
+    return "; ".join(notes)
+
+
+def _limit(samples: list, n: int) -> list:
+    return samples[:n] if n else samples
+
+
+def _plain(obj: Any) -> Any:
+    from .schema import to_dict
+
+    return to_dict(obj)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__

@@ -1,0 +1,140 @@
+"""Helpers shared by the file-based dataset readers: paths, split files, split rule."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Iterable
+
+from crackseg.errors import ConfigError, DataError
+from crackseg.io import IMAGE_SUFFIXES
+
+#: preferred mask extensions, in order (a lossless format first)
+MASK_SUFFIXES: tuple[str, ...] = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
+
+
+def require_root(root: str, dataset: str) -> Path:
+    """The dataset folder ``root``; empty → ConfigError, missing → DataError."""
+    if not root:
+        raise ConfigError(
+            f"dataset {dataset!r} needs a folder: set 'root' (e.g. --data PATH or data.root in the config)"
+        )
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise DataError(f"{root}: dataset folder not found")
+    return path
+
+
+def check_fraction(value: float, key: str = "test_fraction") -> float:
+    """``value`` must lie in [0, 1]."""
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"config key {key!r}: {value!r} must be between 0 and 1")
+    return value
+
+
+def descend(root: Path, markers: Iterable[str], wrappers: Iterable[str]) -> Path:
+    """``root`` itself if it holds one of ``markers``, else the first ``root/<wrapper>`` that does.
+
+    Lets users point at the folder they unzipped (``.../DeepCrack`` or its parent).
+    """
+    markers = list(markers)
+    if any((root / m).exists() for m in markers):
+        return root
+    for w in wrappers:
+        cand = root / w
+        if cand.is_dir() and any((cand / m).exists() for m in markers):
+            return cand
+    return root
+
+
+def images_by_stem(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> dict[str, Path]:
+    """Image files of ``folder`` keyed by stem, sorted; two files with one stem → DataError."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found")
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if not p.is_file() or p.suffix.lower() not in suffixes or p.name.startswith("."):
+            continue
+        if p.stem in out:
+            raise DataError(
+                f"{folder}: two images share the stem {p.stem!r} ({out[p.stem].name}, {p.name}); "
+                f"rename or remove one"
+            )
+        out[p.stem] = p
+    return out
+
+
+def find_mask(folder: Path, stem: str, suffix: str = "") -> Path | None:
+    """The mask file ``<stem><suffix>.<ext>`` in ``folder`` (PNG preferred), or None."""
+    for ext in MASK_SUFFIXES:
+        for e in (ext, ext.upper()):
+            cand = folder / f"{stem}{suffix}{e}"
+            if cand.is_file():
+                return cand
+    return None
+
+
+def stem_of_entry(line: str) -> str:
+    """A split-file line → stem: first token, directory and image extension dropped."""
+    token = line.split()[0]
+    name = token.replace("\\", "/").rsplit("/", 1)[-1]
+    for ext in IMAGE_SUFFIXES:
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def read_split_file(path: Path) -> list[str]:
+    """Stems listed in a split file: one per line; blank lines and ``#`` comments skipped; duplicates once."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read split file ({exc.__class__.__name__})") from None
+    seen: dict[str, None] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        seen.setdefault(stem_of_entry(line), None)
+    return list(seen)
+
+
+def missing_stems_message(split_file: Path, missing: list[str], folder: Path) -> str:
+    """One line naming the stems of ``split_file`` that have no image in ``folder``."""
+    shown = ", ".join(missing[:5]) + (f" ... ({len(missing)} in all)" if len(missing) > 5 else "")
+    return f"{split_file}: {len(missing)} listed stem(s) have no image in {folder}: {shown}"
+
+
+def hash_split(stems: list[str], test_fraction: float) -> tuple[list[str], list[str]]:
+    """Deterministic train/test split of ``stems``.
+
+    The rule: stems are ranked by the SHA-1 of their UTF-8 name; the first
+    ``round(test_fraction * n)`` of them (at least one when ``n >= 2`` and the
+    fraction is positive, at most ``n - 1`` when it is below 1) form ``test``, the
+    rest ``train``. It depends only on the names, not on their order or the
+    platform, and adding images moves few existing ones. Both lists keep the
+    input order.
+    """
+    n = len(stems)
+    k = round(test_fraction * n)
+    if n >= 2 and test_fraction > 0:
+        k = max(k, 1)
+    if n >= 2 and test_fraction < 1:
+        k = min(k, n - 1)
+    ranked = sorted(stems, key=lambda s: (hashlib.sha1(s.encode("utf-8")).hexdigest(), s))
+    test = set(ranked[:k])
+    return [s for s in stems if s not in test], [s for s in stems if s in test]
+
+
+def image_shape(path: Path) -> tuple[int, int]:
+    """(H, W) of an image, from its header when possible (a full decode otherwise)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            w, h = im.size
+            return (h, w)
+    except Exception:  # noqa: BLE001 - fall back to a full decode, which names the file on error
+        from crackseg.io import read_image
+
+        return tuple(read_image(path).shape[:2])  # type: ignore[return-value]
