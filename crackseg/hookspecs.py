@@ -44,7 +44,7 @@ def register_backbones(register: Register) -> None:
     """Register segmentation backbones: phase 2, image → crack map.
 
     ``factory(**params)`` returns a ``torch.nn.Module`` mapping a float batch
-    ``[B,3,H,W]`` (normalised as declared by its ``input_norm`` attribute,
+    ``[B,3,H,W]`` (normalised with its ``input_mean``/``input_std`` attributes,
     ImageNet statistics by default) to crack logits ``[B,1,H,W]`` — or to a
     ``dict`` of named logit maps with the main map under ``"out"`` (deep
     supervision, per-stage maps). Optional extras as keyword arguments of

@@ -1,1 +1,73 @@
-"""crackseg built-in plugin (work in progress)."""
+"""The ``cam`` plugin: patch classifier and CAM pseudo-labelers.
+
+Labelers (phase 1 of the paper, §3.2 / §4.4.2):
+
+* one per pytorch-grad-cam method (``gradcam``, ``gradcam++``, ``xgradcam``,
+  ``layercam``, ``eigencam``, ...): gated, patch-assembled class activation maps;
+* ``cam-crf``: a CAM refined by a dense CRF (PWSC, Dong et al. 2020);
+* ``cam-location``: GPLL (König et al. 2022), presets ``crackclip`` and ``koenig``.
+
+All of them need a binary patch classifier: ``--classifier CKPT`` or one
+trained in ``prepare`` from weak labels (the ``classifier:`` config section).
+The ``train-classifier`` command trains one on its own.
+
+This module only registers; torch, cv2 and pytorch-grad-cam are imported by
+the factories' modules when a labeler is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import crackseg
+
+from .params import CAM_METHODS, CamCrfParams, CamLocationParams, CamParams, ClassifierConfig
+
+__all__ = ["CAM_METHODS", "CamParams", "CamCrfParams", "CamLocationParams", "ClassifierConfig"]
+
+_CAM_DESCRIPTIONS = {
+    "gradcam": "Grad-CAM of a patch classifier (the paper's Grad-CAM baseline)",
+    "gradcam++": "Grad-CAM++ of a patch classifier",
+}
+
+
+def _cam_factory(method: str) -> Callable[..., Any]:
+    def build(**params: Any) -> Any:
+        from .cams import CamLabeler
+
+        return CamLabeler(method, CamParams(**params))
+
+    build.__name__ = f"build_{method}"
+    return build
+
+
+def _build_crf(**params: Any) -> Any:
+    from .crf import CamCrfLabeler
+
+    return CamCrfLabeler(CamCrfParams(**params))
+
+
+def _build_location(**params: Any) -> Any:
+    from .location import CamLocationLabeler
+
+    return CamLocationLabeler(CamLocationParams(**params))
+
+
+@crackseg.hookimpl
+def register_labelers(register: Any) -> None:
+    for name, cls in CAM_METHODS.items():
+        register(name, _cam_factory(name), params=CamParams,
+                 description=_CAM_DESCRIPTIONS.get(name, f"{cls} (pytorch-grad-cam) of a patch classifier"),
+                 needs_classifier=True)
+    register("cam-crf", _build_crf, params=CamCrfParams,
+             description="CAM refined by a dense CRF (PWSC, Dong et al. 2020)", needs_classifier=True)
+    register("cam-location", _build_location, params=CamLocationParams,
+             description="classifier localisation + CAM + local multi-Otsu (GPLL, König et al. 2022)",
+             needs_classifier=True)
+
+
+@crackseg.hookimpl
+def register_commands(cli: Any) -> None:
+    from .commands import register
+
+    register(cli)

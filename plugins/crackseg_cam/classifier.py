@@ -1,0 +1,436 @@
+"""The binary patch classifier: model by name, training with checkpoint/resume, loading.
+
+Defaults follow the CrackCLIP paper (§4.4.2): ResNet50, 2 classes, SGD lr 1e-3,
+momentum 0.9, lr ×0.1 after every epoch, batch 16, 10 epochs, 128-px patches
+with rotation/flip augmentation. Class 1 is "crack"; ``p(crack)`` is the
+softmax probability of class 1.
+
+Checkpoints are plain dicts of tensors and primitives (loadable with
+``torch.load(..., weights_only=True)``), written atomically after every epoch,
+so an interrupted run resumes from its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from crackseg import schema
+from crackseg.data import Sample
+from crackseg.errors import ConfigError, CracksegError, DataError
+from crackseg.io import atomic_write, write_json
+
+from .params import ClassifierConfig
+from .patches import PatchDataset, PatchRef, build_refs, read_weak_label_csv
+
+FORMAT = "crackseg-patch-classifier"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def classifier_config(data: dict[str, Any] | None) -> ClassifierConfig:
+    """Validate the ``classifier:`` mapping (unknown keys, types, ranges) into a :class:`ClassifierConfig`."""
+    cfg = schema.build(ClassifierConfig, dict(data or {}), "classifier")
+    positive = ("patch_size", "stride", "epochs", "batch_size", "chunk_images")
+    for name in positive:
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"config key 'classifier.{name}' must be >= 1, got {getattr(cfg, name)}")
+    if cfg.lr <= 0:
+        raise ConfigError(f"config key 'classifier.lr' must be > 0, got {cfg.lr}")
+    if not 0.0 <= cfg.val_fraction < 1.0:
+        raise ConfigError(f"config key 'classifier.val_fraction' must be in [0, 1), got {cfg.val_fraction}")
+    if cfg.max_patches_per_epoch is not None and cfg.max_patches_per_epoch < 1:
+        raise ConfigError("config key 'classifier.max_patches_per_epoch' must be >= 1 or null")
+    return cfg
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is a user error."""
+    import torch
+
+    if device in ("auto", "", None):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CracksegError(f"device {device!r} requested but no CUDA device is available; use --device cpu")
+    return device
+
+
+# -- models -------------------------------------------------------------------------------
+def build_model(arch: str, num_classes: int = 2, weights: str | None = None) -> Any:
+    """A classifier by name with ``num_classes`` outputs, randomly initialised or from a local file."""
+    import torchvision
+
+    if arch.startswith("timm:"):
+        try:
+            import timm
+        except ImportError:
+            raise CracksegError(f"classifier arch {arch!r} needs the 'timm' package (pip install timm)") from None
+        name = arch[5:]
+        if name not in timm.list_models():
+            raise ConfigError(f"unknown timm model {name!r} for classifier.arch")
+        model = timm.create_model(name, pretrained=False, num_classes=num_classes)
+    else:
+        available = torchvision.models.list_models(module=torchvision.models)
+        if arch not in available:
+            import difflib
+
+            close = difflib.get_close_matches(arch, available, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"unknown classifier arch {arch!r}{hint} (torchvision names such as resnet18, resnet50, "
+                f"or timm:<name>)"
+            )
+        model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    if weights:
+        load_weights_file(model, weights)
+    return model
+
+
+def load_weights_file(model: Any, path: str) -> list[str]:
+    """Initialise ``model`` from a local state-dict file; layers of another shape (the head) are skipped.
+
+    Returns the names of the skipped parameters. Nothing matching is an error.
+    """
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: classifier weights file not found (classifier.weights)")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling problem is the file's fault
+        raise DataError(f"{p}: cannot load weights ({type(exc).__name__}); expected a PyTorch state dict") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise DataError(f"{p}: not a state dict")
+    state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and getattr(v, "shape", None) == own[k].shape}
+    if not usable:
+        raise DataError(f"{p}: no parameter matches the {type(model).__name__} model; wrong architecture?")
+    model.load_state_dict(usable, strict=False)
+    return sorted(k for k in own if k not in usable)
+
+
+def find_target_layer(model: Any, probe_size: int = 128) -> Any:
+    """The last convolutional stage (Grad-CAM's usual target).
+
+    ResNet-style models (``layer4``) give ``layer4[-1]``; otherwise the last
+    module, in execution order, whose output is a 4-D feature map with more
+    than one pixel, found by a probe forward pass.
+    """
+    import torch
+
+    layer4 = getattr(model, "layer4", None)
+    if isinstance(layer4, torch.nn.Sequential) and len(layer4) > 0:
+        return layer4[-1]
+    found: list[tuple[Any, Any]] = []
+    hooks = []
+
+    def hook(module: Any, _inp: Any, out: Any) -> None:
+        if isinstance(out, torch.Tensor) and out.ndim == 4 and out.shape[-1] * out.shape[-2] > 1:
+            found.append((module, out))
+
+    for name, module in model.named_modules():
+        if name:
+            hooks.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            model(torch.zeros(1, 3, probe_size, probe_size, device=device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    if not found:
+        raise CracksegError(f"cannot find a convolutional layer for CAMs in {type(model).__name__}")
+    last = found[-1][1]
+    # a container returns its last child's tensor: prefer the innermost module producing it
+    return next(m for m, out in found if out is last)
+
+
+# -- a loaded classifier -----------------------------------------------------------------
+class Classifier:
+    """A trained patch classifier ready for inference on ``device``."""
+
+    def __init__(self, model: Any, arch: str, patch_size: int, path: Path | None = None,
+                 digest: str = "", device: str = "cpu",
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
+        self.model = model.to(device).eval()
+        self.arch = arch
+        self.patch_size = patch_size
+        self.path = path
+        self.digest = digest
+        self.device = device
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self._target_layer: Any = None
+
+    @property
+    def target_layer(self) -> Any:
+        if self._target_layer is None:
+            self._target_layer = find_target_layer(self.model, self.patch_size)
+        return self._target_layer
+
+    def to_tensor(self, batch: np.ndarray) -> Any:
+        """``uint8 [B,H,W,3]`` → normalised float tensor ``[B,3,H,W]`` on the device."""
+        return to_tensor(batch, self.device, self.mean, self.std)
+
+    def crack_probs(self, batch: np.ndarray) -> np.ndarray:
+        """``p(crack)`` for ``uint8 [B,H,W,3]`` patches."""
+        import torch
+
+        with torch.no_grad():
+            logits = self.model(self.to_tensor(batch))
+        return torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
+
+
+def to_tensor(batch: np.ndarray, device: str, mean: Sequence[float] = IMAGENET_MEAN,
+              std: Sequence[float] = IMAGENET_STD) -> Any:
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(batch)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _torch_load(path: Path) -> dict[str, Any]:
+    import torch
+
+    if not path.is_file():
+        raise DataError(f"{path}: classifier checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"{path}: cannot read classifier checkpoint ({type(exc).__name__}); is it a file written "
+                        f"by 'crackseg train-classifier'?") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise DataError(f"{path}: not a crackseg patch-classifier checkpoint (train one with 'crackseg "
+                        f"train-classifier')")
+    return ckpt
+
+
+def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
+    """Load a finished checkpoint; an unfinished one is an error that says to resume it."""
+    p = Path(path)
+    ckpt = _torch_load(p)
+    if not ckpt.get("complete"):
+        raise DataError(f"{p}: classifier training stopped after epoch {ckpt.get('epoch')} of "
+                        f"{ckpt.get('epochs')}; finish it with 'crackseg train-classifier --resume'")
+    model = build_model(ckpt["arch"], int(ckpt.get("num_classes", 2)))
+    model.load_state_dict(ckpt["model"])
+    return Classifier(model, ckpt["arch"], int(ckpt["patch_size"]), p, file_digest(p), device,
+                      ckpt.get("mean", IMAGENET_MEAN), ckpt.get("std", IMAGENET_STD))
+
+
+# -- training ----------------------------------------------------------------------------
+def _config_key(cfg: ClassifierConfig, seed: int, stems: Sequence[str]) -> str:
+    blob = json.dumps({"config": schema.to_dict(cfg), "seed": seed, "stems": list(stems)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def checkpoint_status(path: Path, key: str) -> str:
+    """``missing``, ``complete``, ``partial`` (same settings, unfinished) or ``mismatch`` (other settings)."""
+    if not path.is_file():
+        return "missing"
+    ckpt = _torch_load(path)
+    if ckpt.get("config_key") != key:
+        return "mismatch"
+    return "complete" if ckpt.get("complete") else "partial"
+
+
+def split_images(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Image indices for training and held-out validation (by image, never by patch)."""
+    order = list(np.random.default_rng(seed).permutation(n))
+    n_val = 0
+    if n >= 2 and val_fraction > 0:
+        n_val = min(n - 1, max(1, round(val_fraction * n)))
+    return sorted(int(i) for i in order[n_val:]), sorted(int(i) for i in order[:n_val])
+
+
+def patch_metrics(tp: int, fp: int, fn: int, tn: int) -> dict[str, Any]:
+    """Accuracy / precision / recall / F1 of crack patches (crack is positive)."""
+    n = tp + fp + fn + tn
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"accuracy": (tp + tn) / n if n else 0.0, "precision": precision, "recall": recall, "f1": f1,
+            "tp": tp, "fp": fp, "fn": fn, "tn": tn, "patches": n}
+
+
+def evaluate(model: Any, dataset: PatchDataset, device: str, batch_size: int) -> dict[str, Any]:
+    """Patch metrics of ``model`` on ``dataset`` (argmax decision)."""
+    import torch
+
+    model.eval()
+    tp = fp = fn = tn = 0
+    with torch.no_grad():
+        for xb, yb in dataset.batches(batch_size):
+            pred = model(to_tensor(xb, device)).argmax(dim=1).cpu().numpy()
+            tp += int(((pred == 1) & (yb == 1)).sum())
+            fp += int(((pred == 1) & (yb == 0)).sum())
+            fn += int(((pred == 0) & (yb == 1)).sum())
+            tn += int(((pred == 0) & (yb == 0)).sum())
+    return patch_metrics(tp, fp, fn, tn)
+
+
+def metrics_path(checkpoint: Path) -> Path:
+    """Where the metrics JSON of ``checkpoint`` goes: ``<name>.metrics.json`` beside it."""
+    return checkpoint.with_name(checkpoint.stem + ".metrics.json")
+
+
+def _save(path: Path, ckpt: dict[str, Any]) -> None:
+    import torch
+
+    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
+
+
+def train_classifier(
+    samples: Sequence[Sample],
+    cfg: ClassifierConfig,
+    out: str | Path,
+    device: str = "cpu",
+    seed: int = 0,
+    resume: bool = True,
+    quiet: bool = False,
+    stop_after: int | None = None,
+) -> Path:
+    """Train a patch classifier on ``samples`` and write its checkpoint to ``out``.
+
+    Weak labels come from ``cfg.weak_labels`` (CSV) or, failing that, from the
+    samples' masks. With ``resume`` an unfinished checkpoint with the same
+    settings continues from its last epoch and a finished one is returned as
+    is; a checkpoint with other settings is an error (without ``resume`` it is
+    overwritten). The held-out patch metrics go to :func:`metrics_path`.
+    ``stop_after`` ends this call after that many epochs (the checkpoint stays
+    resumable), for time-boxed runs.
+    """
+    import torch
+    from tqdm import tqdm
+
+    out = Path(out)
+    seed = cfg.seed if cfg.seed is not None else seed
+    weak = read_weak_label_csv(cfg.weak_labels) if cfg.weak_labels else None
+    if weak is None and not any(s.has_mask for s in samples):
+        raise CracksegError(
+            "no weak labels to train the patch classifier: these images have no masks and no "
+            "classifier.weak_labels CSV is set; pass --classifier CKPT or set classifier.weak_labels=FILE.csv"
+        )
+    stems = [s.stem for s in samples]
+    key = _config_key(cfg, seed, stems)
+    status = checkpoint_status(out, key) if resume else "missing"
+    if status == "mismatch":
+        raise CracksegError(
+            f"{out}: existing classifier checkpoint was trained with other settings or images; "
+            f"use another output folder or start afresh without --resume"
+        )
+    if status == "complete":
+        return out
+
+    refs = build_refs(samples, cfg.patch_size, cfg.stride, cfg.min_crack_pixels, weak)
+    if not refs:
+        raise DataError("no labelled patches: no image matches the weak-label CSV or has a mask")
+    labelled = sorted({r.image for r in refs})
+    tr_idx, va_idx = split_images(len(labelled), cfg.val_fraction, seed)
+    tr_images = {labelled[i] for i in tr_idx}
+    train_ds = PatchDataset(samples, [r for r in refs if r.image in tr_images], cfg.patch_size, cfg.augment)
+    val_ds = PatchDataset(samples, [r for r in refs if r.image not in tr_images], cfg.patch_size, "none")
+
+    torch.manual_seed(seed)  # reproducible initialisation
+    model = build_model(cfg.arch, 2, cfg.weights).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    start = 0
+    if status == "partial":
+        ckpt = _torch_load(out)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start = int(ckpt["epoch"])
+    loss_fn = torch.nn.CrossEntropyLoss()
+    n_epoch = len(train_ds) if cfg.max_patches_per_epoch is None else min(len(train_ds), cfg.max_patches_per_epoch)
+    metrics: dict[str, Any] | None = None
+    last = cfg.epochs if stop_after is None else min(cfg.epochs, start + max(1, stop_after))
+    for epoch in range(start, last):
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * cfg.lr_decay**epoch
+        rng = np.random.default_rng([seed, epoch])
+        torch.manual_seed(seed * 1009 + epoch)
+        model.train()
+        bar = tqdm(total=math.ceil(n_epoch / cfg.batch_size), desc=f"classifier epoch {epoch + 1}/{cfg.epochs}",
+                   disable=quiet, file=sys.stderr, leave=False)
+        total, seen = 0.0, 0
+        for xb, yb in train_ds.batches(cfg.batch_size, rng, cfg.chunk_images, cfg.max_patches_per_epoch):
+            bar.update(1)
+            if len(yb) < 2:  # BatchNorm cannot train on a single sample
+                continue
+            logits = model(to_tensor(xb, device))
+            loss = loss_fn(logits, torch.from_numpy(yb).to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(yb)
+            seen += len(yb)
+            bar.set_postfix(loss=f"{total / max(seen, 1):.4f}")
+        bar.close()
+        done = epoch + 1 == cfg.epochs
+        if done:
+            metrics = _final_metrics(model, train_ds, val_ds, device, cfg, total / max(seen, 1))
+        _save(out, {
+            "format": FORMAT, "version": 1, "arch": cfg.arch, "num_classes": 2,
+            "patch_size": cfg.patch_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+            "config": schema.to_dict(cfg), "config_key": key, "seed": seed,
+            "epoch": epoch + 1, "epochs": cfg.epochs, "complete": done,
+            "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "metrics": metrics or {},
+        })
+        if not quiet:
+            print(f"classifier: epoch {epoch + 1}/{cfg.epochs} loss {total / max(seen, 1):.4f}", file=sys.stderr)
+    if metrics is not None:
+        write_json(metrics_path(out), metrics)
+    return out
+
+
+def _final_metrics(model: Any, train_ds: PatchDataset, val_ds: PatchDataset, device: str,
+                   cfg: ClassifierConfig, last_loss: float) -> dict[str, Any]:
+    held_out = len(val_ds) > 0
+    m = evaluate(model, val_ds if held_out else train_ds, device, max(cfg.batch_size, 32))
+    pos, neg = train_ds.counts()
+    m.update({
+        "evaluated_on": "held-out images" if held_out else "training patches (no images held out)",
+        "held_out_images": len({r.image for r in val_ds.refs}),
+        "train_patches": {"crack": pos, "no_crack": neg},
+        "final_train_loss": last_loss,
+        "arch": cfg.arch,
+        "patch_size": cfg.patch_size,
+        "epochs": cfg.epochs,
+    })
+    return m
+
+
+def config_dict(cfg: ClassifierConfig) -> dict[str, Any]:
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+
+
+__all__ = [
+    "ClassifierConfig", "Classifier", "classifier_config", "build_model", "find_target_layer",
+    "load_classifier", "train_classifier", "metrics_path", "resolve_device", "PatchRef",
+]

@@ -1,0 +1,117 @@
+"""The ``crackseg train-classifier`` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from crackseg.errors import ConfigError, CracksegError
+
+
+def resolve_dataset(data: str) -> Any:
+    """``DATA`` is an existing folder (read with the ``folder`` dataset) or a registered dataset name."""
+    import crackseg
+
+    if Path(data).exists():
+        if not Path(data).is_dir():
+            raise CracksegError(f"{data}: --data must be a dataset name or a folder, not a file")
+        return crackseg.create_dataset("folder", root=str(data))
+    return crackseg.create_dataset(data)
+
+
+def pick_split(dataset: Any, split: str | None) -> str:
+    """The requested split, else ``train`` when present, else ``all``, else the first one."""
+    splits = list(dataset.splits())
+    if split:
+        return split
+    for name in ("train", "all"):
+        if name in splits:
+            return name
+    if not splits:
+        raise CracksegError(f"dataset {getattr(dataset, 'name', '?')!r} has no splits")
+    return splits[0]
+
+
+def parse_sets(items: tuple[str, ...]) -> dict[str, Any]:
+    """``--set classifier.key=value`` (the ``classifier.`` prefix is optional) → dict of YAML-parsed values."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected classifier.KEY=VALUE")
+        key, _, text = item.partition("=")
+        key = key.strip()
+        if key.startswith("classifier."):
+            key = key[len("classifier."):]
+        if not key or "." in key:
+            raise ConfigError(f"--set {item!r}: only classifier.KEY=VALUE settings apply to train-classifier")
+        try:
+            out[key] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            out[key] = text
+    return out
+
+
+def register(cli: Any) -> None:
+    """Add ``train-classifier`` to the click group ``cli``."""
+    import click
+
+    @cli.command("train-classifier")
+    @click.option("--data", "data", required=True, help="dataset name or folder (images/ masks/ splits/)")
+    @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="output folder")
+    @click.option("--split", default=None, help="split to train on (default: train, else all)")
+    @click.option("--arch", default=None, help="classifier architecture (resnet50, resnet18, timm:<name>)")
+    @click.option("--epochs", type=int, default=None, help="number of epochs (paper: 10)")
+    @click.option("--weak-labels", "weak_labels", default=None, type=click.Path(dir_okay=False),
+                  help="CSV of weak labels: stem,x,y,size,label or stem,label")
+    @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+    @click.option("--resume", is_flag=True, help="continue an unfinished checkpoint in --out")
+    @click.option("--seed", type=int, default=0, show_default=True)
+    @click.option("--set", "sets", multiple=True, help="classifier.KEY=VALUE (repeatable)")
+    @click.option("--quiet", is_flag=True, help="no progress output")
+    def train_classifier_cmd(data: str, out: str, split: str | None, arch: str | None, epochs: int | None,
+                             weak_labels: str | None, device: str, resume: bool, seed: int,
+                             sets: tuple[str, ...], quiet: bool) -> None:
+        """Train the binary crack/no-crack patch classifier used by the CAM labelers.
+
+        Writes OUT/classifier.pt (pass it to `crackseg label --classifier`) and
+        OUT/classifier.metrics.json (held-out patch accuracy, precision, recall, F1).
+        """
+        from crackseg.io import write_text
+
+        from .classifier import classifier_config, metrics_path, resolve_device, train_classifier
+
+        values = parse_sets(sets)
+        if arch is not None:
+            values["arch"] = arch
+        if epochs is not None:
+            values["epochs"] = epochs
+        if weak_labels is not None:
+            values["weak_labels"] = weak_labels
+        cfg = classifier_config(values)
+        dev = resolve_device(device)
+        dataset = resolve_dataset(data)
+        samples = dataset.samples(pick_split(dataset, split))
+        if not samples:
+            raise CracksegError(f"--data {data}: no images in the chosen split")
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ckpt = out_dir / "classifier.pt"
+        if ckpt.exists() and not resume:
+            raise CracksegError(f"{ckpt} exists; pass --resume to continue it or choose another --out")
+        import yaml
+
+        from crackseg import schema
+
+        write_text(out_dir / "classifier.yaml", yaml.safe_dump({"classifier": schema.to_dict(cfg)}, sort_keys=False))
+        train_classifier(samples, cfg, ckpt, dev, seed=seed, resume=resume, quiet=quiet)
+        m = metrics_path(ckpt)
+        if m.exists():
+            import json
+
+            metrics = json.loads(m.read_text())
+            click.echo(f"classifier: {ckpt}  ({metrics.get('evaluated_on')}: accuracy {metrics['accuracy']:.4f} "
+                       f"precision {metrics['precision']:.4f} recall {metrics['recall']:.4f} F1 {metrics['f1']:.4f})")
+        else:
+            click.echo(f"classifier: {ckpt}")

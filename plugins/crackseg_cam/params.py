@@ -1,0 +1,130 @@
+"""Parameter schemas of the cam plugin (light: no numpy/torch, imported at registration).
+
+Each dataclass field is a config key; ``crackseg list labelers`` and config
+validation read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+#: labeler name → pytorch-grad-cam class name. Methods that work for a binary
+#: classifier with only (model, target_layers). Adding a line adds a labeler.
+CAM_METHODS: dict[str, str] = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "eigencam": "EigenCAM",
+    "eigengradcam": "EigenGradCAM",
+    "hirescam": "HiResCAM",
+    "gradcam-elementwise": "GradCAMElementWise",
+    "scorecam": "ScoreCAM",
+    "ablationcam": "AblationCAM",
+}
+
+
+@dataclass
+class ClassifierConfig:
+    """Patch-classifier settings (the config's ``classifier:`` section)."""
+
+    #: torchvision model name (resnet50, resnet18, ...) or ``timm:<name>``
+    arch: str = "resnet50"
+    #: optional local weights file to initialise from (e.g. ImageNet weights); never downloaded
+    weights: str | None = None
+    patch_size: int = 128
+    #: stride between training patches (König et al. use half the patch size)
+    stride: int = 64
+    #: a patch is "crack" when its mask holds at least this many crack pixels
+    min_crack_pixels: int = 1
+    #: CSV of weak labels (stem,x,y,size,label or stem,label); overrides masks
+    weak_labels: str | None = None
+    #: expand = all 8 rotations/flips of every patch (paper), random = one random variant per draw
+    augment: Literal["expand", "random", "none"] = "expand"
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-3
+    momentum: float = 0.9
+    #: learning rate factor applied after every epoch
+    lr_decay: float = 0.1
+    weight_decay: float = 0.0
+    #: fraction of images held out for the patch metrics
+    val_fraction: float = 0.1
+    #: cap on patches drawn per epoch (CPU budgets); null = all
+    max_patches_per_epoch: int | None = None
+    #: images decoded at once while shuffling patches
+    chunk_images: int = 32
+    #: random seed; null = the run's seed
+    seed: int | None = None
+
+
+@dataclass
+class CamParams:
+    """Parameters shared by the CAM labelers."""
+
+    #: patch size for CAMs; null = the classifier's patch size
+    patch_size: int | None = None
+    #: stride between patches; null = half the patch size (overlaps are averaged)
+    stride: int | None = None
+    #: prob = multiply each patch map by p(crack); hard = by 0/1; none = no gate
+    gate: Literal["prob", "hard", "none"] = "prob"
+    #: patches with p(crack) below this contribute nothing (prob and hard gates)
+    gate_threshold: float = 0.5
+    #: binary mask = soft >= threshold
+    threshold: float = 0.5
+    #: patches per forward/backward pass; null = the run's batch size
+    batch_size: int | None = None
+
+
+@dataclass
+class CamCrfParams:
+    """Parameters of ``cam-crf`` (CAM settings, then the dense CRF's)."""
+
+    #: CAM method producing the unary (any CAM labeler name)
+    cam_method: str = "gradcam"
+    patch_size: int | None = None
+    stride: int | None = None
+    gate: Literal["prob", "hard", "none"] = "prob"
+    gate_threshold: float = 0.5
+    batch_size: int | None = None
+    #: Gaussian kernel: spatial std (pixels) and weight
+    gaussian_sxy: float = 3.0
+    gaussian_compat: float = 3.0
+    #: bilateral kernel: spatial std (pixels), colour std (grey levels) and weight
+    bilateral_sxy: float = 80.0
+    bilateral_srgb: float = 13.0
+    bilateral_compat: float = 10.0
+    iterations: int = 5
+    #: binary = CRF crack marginal >= threshold (0.5 = the CRF's argmax)
+    threshold: float = 0.5
+
+
+@dataclass
+class CamLocationParams:
+    """Parameters of ``cam-location`` (null = the preset's value)."""
+
+    preset: Literal["crackclip", "koenig"] = "crackclip"
+    #: classifier patch size for the localisation grid (and patch CAMs)
+    patch_size: int | None = None
+    #: stride of the localisation grid
+    loc_stride: int | None = None
+    cam_method: str | None = None
+    #: patches = gated patch-assembled CAM; whole = one CAM of the whole image
+    cam_mode: Literal["patches", "whole"] | None = None
+    #: stride of the patch CAMs (patches mode); null = half the patch size
+    cam_stride: int | None = None
+    gate: Literal["prob", "hard", "none"] = "prob"
+    gate_threshold: float = 0.5
+    #: thresholding window and its stride
+    window: int | None = None
+    window_stride: int | None = None
+    otsu_classes: int = 3
+    fuse_cut: float = 0.5
+    erode_iterations: int = 4
+    bilateral_d: int = 5
+    bilateral_sigma: float = 120.0
+    close_iterations: int = 1
+    #: binary = soft > threshold (0 = any non-zero pixel)
+    threshold: float = 0.0
+    batch_size: int | None = None

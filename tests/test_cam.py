@@ -1,0 +1,336 @@
+"""The cam plugin: patch classifier, CAM labelers, cam-crf, cam-location, train-classifier.
+
+Everything is tiny: 32–64 px patches, ResNet18 or a 3-layer CNN, a few steps.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("pytorch_grad_cam")
+
+import crackseg  # noqa: E402
+from crackseg.data import ListDataset, Sample  # noqa: E402
+from crackseg.errors import ConfigError, CracksegError, DataError  # noqa: E402
+from crackseg.labeling import LabelContext, Labeler  # noqa: E402
+from crackseg_cam import CAM_METHODS  # noqa: E402
+from crackseg_cam.cams import assemble, gate_weights, image_cam  # noqa: E402
+from crackseg_cam.classifier import (  # noqa: E402
+    Classifier,
+    build_model,
+    classifier_config,
+    find_target_layer,
+    load_classifier,
+    metrics_path,
+    train_classifier,
+)
+from crackseg_cam.crf import dense_crf  # noqa: E402
+from crackseg_cam.location import dark_in_window, gpll_merge, window_threshold  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+# -- fixtures ----------------------------------------------------------------------------
+def line_sample(i: int, h: int = 64, w: int = 64, with_mask: bool = True) -> Sample:
+    rng = np.random.default_rng(i)
+    img = (185 + rng.integers(0, 25, (h, w, 3))).astype(np.uint8)
+    mask = np.zeros((h, w), bool)
+    y = 8 + (11 * i) % (h - 16)
+    mask[y : y + 3, : w // 2] = True
+    img[mask] = 50
+    return Sample(stem=f"img{i}", load_image=lambda: img, load_mask=(lambda: mask) if with_mask else None)
+
+
+SMALL = dict(arch="resnet18", patch_size=32, stride=32, epochs=2, batch_size=4, augment="random",
+             max_patches_per_epoch=12, val_fraction=0.25, chunk_images=2)
+
+
+class Tiny(torch.nn.Module):
+    """A 3-conv CNN: 8x8 feature map for 32-px patches, so CAMs are cheap but not flat."""
+
+    def __init__(self, bias: tuple[float, float] | None = None) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(8, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(8, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
+        )
+        self.fc = torch.nn.Linear(8, 2)
+        if bias is not None:
+            with torch.no_grad():
+                self.fc.bias.copy_(torch.tensor(bias))
+
+    def forward(self, x):
+        return self.fc(self.features(x).mean(dim=(2, 3)))
+
+
+def tiny_classifier(bias=None) -> Classifier:
+    return Classifier(Tiny(bias), "tiny", 32, digest="tiny")
+
+
+def ctx(tmp_path: Path, **cfg) -> LabelContext:
+    return LabelContext(work_dir=tmp_path, classifier_config={**SMALL, **cfg}, quiet=True, batch_size=8)
+
+
+# -- classifier --------------------------------------------------------------------------
+def test_train_resume_gives_same_weights_and_metrics(tmp_path):
+    samples = [line_sample(i) for i in range(4)]
+    cfg = classifier_config(SMALL)
+    straight = train_classifier(samples, cfg, tmp_path / "a" / "classifier.pt", quiet=True)
+    part = train_classifier(samples, cfg, tmp_path / "b" / "classifier.pt", quiet=True, stop_after=1)
+    ck = torch.load(part, weights_only=True)
+    assert ck["epoch"] == 1 and not ck["complete"]
+    with pytest.raises(DataError, match="resume"):
+        load_classifier(part)
+    train_classifier(samples, cfg, part, quiet=True, resume=True)
+    a = torch.load(straight, weights_only=True)["model"]
+    b = torch.load(part, weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    metrics = json.loads(metrics_path(straight).read_text())
+    for key in ("accuracy", "precision", "recall", "f1"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["patches"] > 0 and metrics["evaluated_on"] == "held-out images"
+    clf = load_classifier(straight)
+    assert clf.patch_size == 32 and len(clf.digest) == 64
+    # other settings + resume → a clear error, not a silent mix
+    with pytest.raises(CracksegError, match="other settings"):
+        train_classifier(samples, classifier_config({**SMALL, "lr": 0.5}), straight, quiet=True, resume=True)
+
+
+def test_classifier_config_validation():
+    with pytest.raises(ConfigError, match="epohcs"):
+        classifier_config({"epohcs": 3})
+    with pytest.raises(ConfigError, match="batch_size"):
+        classifier_config({"batch_size": 0})
+    with pytest.raises(ConfigError, match="resnet18"):
+        build_model("resnet81")
+    cfg = classifier_config({})
+    assert (cfg.arch, cfg.lr, cfg.momentum, cfg.lr_decay, cfg.batch_size, cfg.epochs) == (
+        "resnet50", 1e-3, 0.9, 0.1, 16, 10)
+
+
+def test_weights_file_initialises_all_but_head(tmp_path):
+    src = build_model("resnet18", num_classes=1000)
+    f = tmp_path / "imagenet.pt"
+    torch.save(src.state_dict(), f)
+    model = build_model("resnet18", 2, str(f))
+    assert torch.equal(model.conv1.weight, src.conv1.weight)
+    assert model.fc.weight.shape == (2, 512)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="bad.pt"):
+        build_model("resnet18", 2, str(bad))
+    with pytest.raises(DataError, match="not a crackseg patch-classifier"):
+        load_classifier(f)
+
+
+def test_target_layer_resnet_and_generic():
+    r = build_model("resnet18")
+    assert find_target_layer(r) is r.layer4[-1]
+    t = Tiny()
+    assert find_target_layer(t, 32) is t.features[-1]
+
+
+# -- labelers: protocol, errors, fingerprint -----------------------------------------------
+def test_missing_classifier_error_is_one_line(tmp_path):
+    lab = crackseg.create_labeler("gradcam")
+    assert isinstance(lab, Labeler)
+    no_masks = [line_sample(i, with_mask=False) for i in range(2)]
+    with pytest.raises(CracksegError) as exc:
+        lab.prepare(no_masks, LabelContext(work_dir=tmp_path, quiet=True))
+    msg = str(exc.value)
+    assert "\n" not in msg and "--classifier" in msg and "weak" in msg
+    with pytest.raises(CracksegError, match="classifier"):
+        lab.label(no_masks, LabelContext(work_dir=tmp_path))
+    with pytest.raises(DataError, match="not found"):
+        lab.prepare(no_masks, LabelContext(work_dir=tmp_path, classifier=str(tmp_path / "none.pt")))
+
+
+def test_prepare_trains_once_then_reuses_and_fingerprint(tmp_path):
+    samples = [line_sample(i) for i in range(3)]
+    lab = crackseg.create_labeler("gradcam", patch_size=64)
+    f0 = lab.fingerprint()
+    lab.prepare(samples, ctx(tmp_path))
+    ckpt = tmp_path / "classifier.pt"
+    mtime = ckpt.stat().st_mtime_ns
+    f1 = lab.fingerprint()
+    assert f1 != f0  # the classifier's content is part of it
+    lab2 = crackseg.create_labeler("gradcam", patch_size=64)
+    lab2.prepare(samples, ctx(tmp_path))
+    assert ckpt.stat().st_mtime_ns == mtime  # loaded, not retrained
+    assert lab2.fingerprint() == f1
+    lab3 = crackseg.create_labeler("gradcam", patch_size=64, threshold=0.3)
+    lab3.prepare(samples, LabelContext(classifier=str(ckpt), quiet=True))
+    assert lab3.fingerprint() != f1
+    labels = lab2.label(samples[:1], ctx(tmp_path))
+    assert labels[0].soft.shape == (64, 64) and labels[0].binary.dtype == bool
+
+
+# -- CAM maps --------------------------------------------------------------------------
+def test_gradcam_one_patch_equals_pytorch_grad_cam_times_gate():
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model = build_model("resnet18")
+    clf = Classifier(model, "resnet18", 64)
+    img = line_sample(1).load_image()
+    ours = image_cam(clf, img, "gradcam", 64, 64, gate="prob", gate_threshold=0.0, batch_size=4)
+    x = clf.to_tensor(img[None])
+    cam = GradCAM(model=model, target_layers=[model.layer4[-1]])
+    try:
+        ref = cam(input_tensor=x, targets=[ClassifierOutputTarget(1)])[0]
+    finally:
+        cam.activations_and_grads.release()
+    with torch.no_grad():
+        p = torch.softmax(model(x), 1)[0, 1].item()
+    assert ref.max() > 0.5  # a non-trivial map
+    np.testing.assert_allclose(ours, ref * p, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", list(CAM_METHODS))
+def test_every_cam_method_maps_in_unit_range(method):
+    lab = crackseg.create_labeler(method, patch_size=32, stride=16, gate="none")
+    lab.classifier = tiny_classifier()
+    img = line_sample(2, 50, 70).load_image()
+    (pl,) = lab.label([Sample("x", lambda: img)], LabelContext())
+    assert pl.soft.shape == (50, 70) and pl.binary.shape == (50, 70)
+    assert pl.soft.dtype == np.float32 and pl.binary.dtype == bool
+    assert np.isfinite(pl.soft).all() and pl.soft.min() >= 0.0 and pl.soft.max() <= 1.0
+
+
+def test_crack_free_patches_contribute_nothing():
+    img = line_sample(3).load_image()
+    no_crack = crackseg.create_labeler("gradcam", patch_size=32, stride=16)
+    no_crack.classifier = tiny_classifier(bias=(12.0, -12.0))  # p(crack) ≈ 0 everywhere
+    assert no_crack.label([Sample("x", lambda: img)], LabelContext())[0].soft.max() == 0.0
+    crack = crackseg.create_labeler("gradcam", patch_size=32, stride=16)
+    crack.classifier = tiny_classifier(bias=(-12.0, 12.0))  # p(crack) ≈ 1
+    assert crack.label([Sample("x", lambda: img)], LabelContext())[0].soft.max() > 0.5
+    # per patch: the gated patch leaves zeros where it alone covers the image
+    w = gate_weights(np.array([0.01, 0.9], np.float32), "prob", 0.5)
+    assert w.tolist() == pytest.approx([0.0, 0.9])
+    maps = np.ones((2, 4, 4), np.float32) * w[:, None, None]
+    out = assemble(maps, [(0, 0), (0, 2)], 4, 6, 4, 6)
+    assert (out[:, :2] == 0).all() and out[:, 4:] == pytest.approx(0.9)
+    assert out[:, 2:4] == pytest.approx(0.45)  # overlap averaged
+    assert gate_weights(np.array([0.3, 0.7]), "hard", 0.5).tolist() == [0.0, 1.0]
+
+
+# -- cam-crf ------------------------------------------------------------------------------
+def _line_image(h=64, w=96, seed=0):
+    rng = np.random.default_rng(seed)
+    img = (200 + rng.integers(-10, 10, (h, w, 3))).astype(np.uint8)
+    line = np.zeros((h, w), bool)
+    line[h // 2 - 1 : h // 2 + 1, 10 : w - 10] = True
+    img[line] = 40
+    return img, line
+
+
+def test_cam_crf_is_tighter_than_thresholded_cam():
+    import cv2
+
+    img, line = _line_image()
+    cam = cv2.GaussianBlur(line.astype(np.float32), (0, 0), 5)
+    cam = cam / cam.max()
+    blur_mask = cam >= 0.5
+    q = dense_crf(img, cam)
+    crf_mask = q >= 0.5
+    fp_cam = int((blur_mask & ~line).sum())
+    fp_crf = int((crf_mask & ~line).sum())
+    assert fp_cam > 100
+    assert fp_crf < 0.25 * fp_cam
+    assert (crf_mask & line).sum() >= 0.8 * line.sum()
+    assert q.shape == line.shape and 0.0 <= q.min() and q.max() <= 1.0
+
+
+def test_cam_crf_labeler_end_to_end():
+    lab = crackseg.create_labeler("cam-crf", patch_size=32, gate="none")
+    lab.classifier = tiny_classifier()
+    img, _ = _line_image(40, 56)
+    (pl,) = lab.label([Sample("x", lambda: img)], LabelContext())
+    assert pl.soft.shape == (40, 56) and pl.binary.dtype == bool
+    with pytest.raises(ConfigError, match="cam_method"):
+        crackseg.create_labeler("cam-crf", cam_method="nocam")
+
+
+# -- cam-location --------------------------------------------------------------------------
+def test_cam_location_recovers_line_under_perfect_localisation():
+    import cv2
+
+    img, line = _line_image(96, 128, seed=1)
+    blob = np.zeros(line.shape, bool)
+    blob[8:16, 8:16] = True  # a dark stain outside the localised area
+    img[blob] = 30
+    loc = cv2.dilate(line.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=7).astype(np.float32)
+    assert not (loc.astype(bool) & blob).any()
+    seg = gpll_merge(img, loc, loc.copy())
+    pred = seg > 127
+    iou = (pred & line).sum() / (pred | line).sum()
+    assert iou > 0.8
+    anything = seg > 0  # the default binarisation (CrackCLIP's loader: > 0) keeps the whole line...
+    assert anything[line].all()
+    assert not (anything & blob).any()  # ...and never the dark stain outside the localisation
+    assert (anything & ~loc.astype(bool)).sum() == 0
+
+
+def test_multi_otsu_edge_cases_do_not_crash():
+    assert not dark_in_window(np.full((32, 32), 7, np.uint8)).any()
+    two = np.full((32, 32), 200, np.uint8)
+    two[10, :] = 20
+    d = dark_in_window(two)
+    assert d[10].all() and d.sum() == 32
+    # whole images: constant, two levels, tiny and non-multiple sizes
+    assert not window_threshold(np.full((40, 50), 128, np.uint8), 32, 8).any()
+    stripes = np.tile(np.where(np.arange(45)[:, None] % 9 == 0, 10, 240).astype(np.uint8), (1, 60))
+    t = window_threshold(stripes, 32, 8)  # two grey levels only: the dark stripes are marked
+    assert t.shape == (45, 60) and t[9].all() and not t[4].any()
+    assert window_threshold(stripes[:, :3], 32, 8).shape == (45, 3)  # narrower than a window
+    assert window_threshold(np.zeros((5, 7), np.uint8), 32, 8).shape == (5, 7)
+
+
+@pytest.mark.parametrize("preset", ["crackclip", "koenig"])
+def test_cam_location_labeler_presets(preset):
+    lab = crackseg.create_labeler("cam-location", preset=preset, patch_size=32)
+    lab.classifier = tiny_classifier()
+    s = lab.settings()
+    assert s["cam_method"] == ("gradcam" if preset == "crackclip" else "gradcam++")
+    assert s["loc_stride"] == 16 and s["window_stride"] == 8
+    img, _ = _line_image(48, 72)
+    (pl,) = lab.label([Sample("x", lambda: img)], LabelContext())
+    assert pl.soft.shape == (48, 72) and 0.0 <= pl.soft.min() and pl.soft.max() <= 1.0
+    assert pl.binary.dtype == bool
+
+
+# -- train-classifier command ---------------------------------------------------------------
+def test_train_classifier_command(tmp_path, monkeypatch):
+    import click
+    from click.testing import CliRunner
+
+    from crackseg_cam import commands
+
+    ds = ListDataset("lines", {"train": [line_sample(i) for i in range(3)]})
+    monkeypatch.setattr(commands, "resolve_dataset", lambda data: ds)
+    cli = click.Group()
+    commands.register(cli)
+    out = tmp_path / "clf"
+    args = ["train-classifier", "--data", "lines", "--out", str(out), "--arch", "resnet18", "--epochs", "1",
+            "--device", "cpu", "--quiet", "--set", "classifier.patch_size=32", "--set", "stride=32",
+            "--set", "max_patches_per_epoch=8", "--set", "augment=none"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert (out / "classifier.pt").is_file() and "F1" in res.output
+    metrics = json.loads((out / "classifier.metrics.json").read_text())
+    assert {"accuracy", "precision", "recall", "f1"} <= set(metrics)
+    res2 = CliRunner().invoke(cli, args)
+    assert isinstance(res2.exception, CracksegError) and "--resume" in str(res2.exception)
+    res3 = CliRunner().invoke(cli, args + ["--resume"])
+    assert res3.exit_code == 0
+    res4 = CliRunner().invoke(cli, args[:-1] + ["bogus_key=1"])
+    assert isinstance(res4.exception, ConfigError) and "bogus_key" in str(res4.exception)
