@@ -115,14 +115,50 @@ def build_config(config_file: str | None, labeler: str | None, backbone: str | N
 
 @cli.command()
 @run_options
+@click.option("--precision", type=click.Choice(["32", "16-mixed", "bf16-mixed"]),
+              help="Mixed precision on CUDA (ignored on CPU).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes on this machine (starts torchrun; each uses one GPU on CUDA).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or log lines (the table is still printed).")
-def run(resume: bool, quiet: bool, **kw: Any) -> None:
-    """Train a backbone on pseudo-labels, predict the test split, evaluate."""
+def run(precision: str | None, resume: bool, nproc: int, quiet: bool, **kw: Any) -> None:
+    """Train a backbone on pseudo-labels, predict the test split, evaluate.
+
+    Under torchrun (or with --nproc N) training uses DistributedDataParallel; the
+    batch size stays the global one.
+    """
+    if precision:
+        kw["sets"] = tuple(kw["sets"]) + (f"train.precision={precision}",)
+    cfg = build_config(**kw)
+    if nproc > 1:
+        from .distributed import launch_local
+
+        if not cfg.out:
+            from .runner import default_out
+
+            cfg.out = default_out(cfg)
+        launch_local(nproc, _argv_without_nproc(), out=cfg.out)
+        return
     from .runner import run as do_run
 
-    cfg = build_config(**kw)
     do_run(cfg, resume=resume, quiet=quiet)
+
+
+def _argv_without_nproc() -> list[str]:
+    """This process's ``crackseg`` arguments minus ``--nproc N``."""
+    args = sys.argv[1:]
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        out.append(a)
+    return out
 
 
 @cli.group()
@@ -263,6 +299,17 @@ def label(labeler: str, data: str, split: str, classifier: str | None, out: str,
     files = run_label_stage(lab, samples, Path(out), ctx, env)
     if env.is_main:
         click.echo(f"wrote {len(files)} pseudo-labels to {out} (soft maps in {Path(out) / 'soft'})")
+
+
+def _add_compare() -> None:
+    try:
+        from .compare_cmd import compare
+    except ImportError:  # pragma: no cover - during development only
+        return
+    cli.add_command(compare)
+
+
+_add_compare()
 
 
 def main(argv: list[str] | None = None) -> None:

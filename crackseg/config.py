@@ -84,6 +84,9 @@ class RunConfig:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     out: str = ""
+    #: folder for stages shared between runs (patch classifiers, pseudo-labels), keyed by
+    #: their inputs; empty = inside the run folder. ``compare`` points every cell at one.
+    shared_dir: str = ""
     data: dict[str, Any] = field(default_factory=lambda: {"name": "synthetic"})
     labeler: dict[str, Any] = field(default_factory=lambda: {"name": "fsv"})
     backbone: dict[str, Any] = field(default_factory=lambda: {"name": "unet"})
@@ -201,11 +204,17 @@ def resolve_config(layers: list[dict[str, Any]]) -> RunConfig:
         raise ConfigError("config key 'backbone.name' must be a string")
     entry = get_entry("backbones", backbone_name)
     base["train"] = deep_merge(base["train"], dict(entry.extras.get("train") or {}))
-    # a dataset may suggest training settings for its images (e.g. their native size)
-    data_name = (raw.get("data") or {}).get("name", base["data"].get("name"))
+    # a dataset may suggest training settings for its images (e.g. their native size):
+    # ``train=`` in its registration, a dict or a function of its parameters
+    data_raw = deep_merge(base["data"], raw.get("data") or {}) if isinstance(raw.get("data", {}), dict) else {}
+    data_name = data_raw.get("name")
     if isinstance(data_name, str):
         dentry = get_entry("datasets", data_name)
-        base["train"] = deep_merge(base["train"], dict(dentry.extras.get("train") or {}))
+        suggest = dentry.extras.get("train") or {}
+        if callable(suggest):
+            dparams = validate_params(dentry, _without(data_raw, DATA_KEYS), "data")
+            suggest = suggest(dparams)
+        base["train"] = deep_merge(base["train"], dict(suggest))
     merged = deep_merge(base, raw)
     cfg: RunConfig = schema.build(RunConfig, merged)
 
@@ -275,7 +284,7 @@ def config_from_dict(d: dict[str, Any]) -> RunConfig:
     return resolve_config([d])
 
 
-def diff_configs(a: RunConfig, b: RunConfig, ignore: tuple[str, ...] = ("out", "device")) -> list[str]:
+def diff_configs(a: RunConfig, b: RunConfig, ignore: tuple[str, ...] = ("out", "device", "shared_dir")) -> list[str]:
     """Dotted keys whose values differ (for ``--resume`` safety)."""
     da, db = _flatten(schema.to_dict(a)), _flatten(schema.to_dict(b))
     keys = sorted(set(da) | set(db))

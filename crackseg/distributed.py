@@ -120,3 +120,31 @@ def shutdown(env: DistEnv) -> None:
 def shard(items: list[Any], env: DistEnv) -> list[Any]:
     """This rank's share of ``items`` (strided, so every item goes to exactly one rank)."""
     return items[env.rank :: env.world_size] if env.enabled else list(items)
+
+
+def launch_local(nproc: int, crackseg_args: list[str], out: str | None = None) -> None:
+    """Start ``torchrun --standalone --nproc-per-node N -m crackseg ARGS`` and wait.
+
+    A worker that fails ends the job (torchrun stops the others); this reports it in
+    one line and exits with status 2 so scripts can react.
+    """
+    import subprocess
+    import sys
+
+    if "--out" not in crackseg_args and not any(a.startswith("--out=") for a in crackseg_args) and out:
+        crackseg_args = [*crackseg_args, "--out", out]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "crackseg", *crackseg_args]
+    rc = subprocess.call(cmd)
+    if rc != 0:
+        raise CracksegError(
+            f"{nproc}-process run failed (exit status {rc}); see the worker messages above, "
+            f"then continue with --resume"
+        )
+
+
+def describe_failure(env: DistEnv, exc: BaseException) -> str:
+    """One line for a collective that failed because a peer died or never arrived."""
+    text = " ".join(str(exc).split())[:200]
+    return (f"rank {env.rank}/{env.world_size}: lost contact with the other processes ({type(exc).__name__}: {text}); "
+            f"a process died or timed out; continue with --resume")

@@ -8,6 +8,7 @@ atomically; ``--resume`` continues an interrupted run from its last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sys
 import time
@@ -24,11 +25,16 @@ from .io import write_json, write_png, write_text
 CONFIG_FILE = "config.yaml"
 
 
+def data_label(data: dict[str, Any]) -> str:
+    """How tables name a data section: the dataset name, or a folder's own name."""
+    name = str(data.get("name", "data"))
+    if data.get("root"):
+        return Path(str(data["root"])).name or name
+    return name
+
+
 def default_out(cfg: RunConfig) -> str:
-    data = cfg.data.get("name", "data")
-    if data == "folder":
-        data = Path(str(cfg.data.get("root", "folder"))).name or "folder"
-    return str(Path("runs") / f"{cfg.labeler['name']}-{cfg.backbone['name']}-{data}")
+    return str(Path("runs") / f"{cfg.labeler['name']}-{cfg.backbone['name']}-{data_label(cfg.data)}")
 
 
 def seed_everything(seed: int) -> None:
@@ -72,7 +78,33 @@ def prepare_run_dir(cfg: RunConfig, resume: bool) -> Path:
 
 
 def run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
-    """Execute a full run; returns the metrics dict (also written to metrics.json)."""
+    """Execute a full run; returns the metrics dict (also written to metrics.json).
+
+    Under ``torchrun`` every rank calls this; a collective that fails because another
+    rank died or timed out becomes one clear error line.
+    """
+    env = dist_utils.detect()
+    if not env.enabled:
+        return _run(cfg, resume=resume, quiet=quiet)
+    try:
+        return _run(cfg, resume=resume, quiet=quiet)
+    except CracksegError:
+        raise
+    except (RuntimeError, OSError) as exc:
+        if _is_dist_failure(exc):
+            raise CracksegError(dist_utils.describe_failure(env, exc)) from None
+        raise
+
+
+def _is_dist_failure(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    text = str(exc).lower()
+    return name in ("DistBackendError", "DistNetworkError", "DistStoreError") or any(
+        w in text for w in ("connection closed", "connection reset", "timed out", "timeout", "broken pipe", "gloo", "nccl")
+    )
+
+
+def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
     import torch
 
     from . import create_backbone, create_dataset, create_labeler, create_loss
@@ -88,9 +120,18 @@ def run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[st
     log = _printer(quiet, env)
     if not cfg.out:
         cfg.out = default_out(cfg)
-    run_dir = prepare_run_dir(cfg, resume)
+    # rank 0 alone checks and writes the run folder; the others learn the outcome
+    problem = None
     if env.is_main:
-        write_text(run_dir / CONFIG_FILE, to_yaml(cfg))
+        try:
+            prepare_run_dir(cfg, resume)
+            write_text(Path(cfg.out) / CONFIG_FILE, to_yaml(cfg))
+        except CracksegError as exc:
+            problem = str(exc)
+    problem = dist_utils.broadcast_object(env, problem)
+    if problem:
+        raise CracksegError(problem)
+    run_dir = Path(cfg.out)
     seed_everything(cfg.seed)
     t_start = time.perf_counter()
 
@@ -101,17 +142,23 @@ def run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[st
     test = _limit(dataset.samples(cfg.data["test_split"]), cfg.data["limit_test"])
     log(f"data: {cfg.data['name']} — {len(train)} train / {len(test)} test images")
 
-    # 2. pseudo-labels
+    # 2. pseudo-labels (shared between runs when cfg.shared_dir is set)
     labeler = create_labeler(cfg.labeler["name"], **{k: v for k, v in cfg.labeler.items() if k != "name"})
-    ctx = LabelContext(device=device, work_dir=run_dir / "labeler", seed=cfg.seed, quiet=quiet,
+    cls_dir, lab_dir = stage_dirs(cfg, run_dir)
+    ctx = LabelContext(device=device, work_dir=cls_dir, seed=cfg.seed, quiet=quiet,
                        classifier_config=dict(cfg.classifier))
-    if env.is_main:
-        labeler.prepare(train, ctx)
-    dist_utils.barrier(env)
-    if not env.is_main:
-        labeler.prepare(train, ctx)
-    label_files = run_label_stage(labeler, train, run_dir / "labels", ctx, env)
-    log(f"labels: {cfg.labeler['name']} → {run_dir / 'labels'}")
+    def lock(folder: Path):  # shared stages are locked: parallel runs never compute them twice
+        return _main_rank_lock(env, folder.parent / f"{folder.name}.lock") if cfg.shared_dir else contextlib.nullcontext()
+
+    with lock(lab_dir):
+        if env.is_main:
+            with lock(cls_dir):
+                labeler.prepare(train, ctx)
+        dist_utils.barrier(env)
+        if not env.is_main:
+            labeler.prepare(train, ctx)
+        label_files = run_label_stage(labeler, train, lab_dir, ctx, env)
+    log(f"labels: {cfg.labeler['name']} → {lab_dir}")
 
     # 3. backbone training
     from .io import read_mask
@@ -150,7 +197,7 @@ def run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[st
     metrics = predict_and_evaluate(model, test, run_dir, cfg, size, device, env, quiet)
     if env.is_main:
         metrics.update({
-            "labeler": cfg.labeler["name"], "backbone": cfg.backbone["name"], "data": cfg.data["name"],
+            "labeler": cfg.labeler["name"], "backbone": cfg.backbone["name"], "data": data_label(cfg.data),
             "train_images": len(train), "test_images": len(test),
             "train_seconds": round(result.seconds, 2), "train_images_per_s": round(result.images_per_s, 3),
             "epochs_done": result.epochs_done, "history": result.history,
@@ -177,7 +224,7 @@ def predict_and_evaluate(model, test: Sequence, run_dir: Path, cfg: RunConfig, s
     predictor = Predictor(model, size, device, pc.batch_size, pc.mode, pc.tile_overlap, cfg.train.precision)
     mine = dist_utils.shard(list(test), env)
     acc = MetricAccumulator(cfg.eval.protocol)
-    pred_dir = run_dir / "predictions"
+    pred_dir = run_dir / "predictions"  # run_dir: the run folder or an eval/<name> folder
     overlay_stems = {s.stem for s in list(test)[: pc.overlays]}
     for start in tqdm(range(0, len(mine), pc.batch_size), desc="predict", disable=quiet or not env.is_main, leave=False):
         chunk = mine[start : start + pc.batch_size]
@@ -203,6 +250,94 @@ def predict_and_evaluate(model, test: Sequence, run_dir: Path, cfg: RunConfig, s
     res = total.result()
     write_prf_table(res, run_dir / "prf.tsv")
     return res.to_json()
+
+
+def evaluate_run(run_dir: str | Path, data: dict[str, Any], name: str, *, device: str = "auto",
+                 quiet: bool = False) -> dict[str, Any]:
+    """Evaluate a finished run on another dataset: ``RUN/eval/<name>/`` (predictions, metrics.json).
+
+    ``data`` is a data section (``name``, dataset params, optional ``split`` (default
+    ``test``) and ``limit``). Cached: a second call with the same checkpoint and data
+    returns the saved metrics.
+    """
+    import json
+
+    import yaml
+
+    from . import create_dataset
+    from .predict import load_model
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise CracksegError(f"{run_dir}: not a run folder (no {CONFIG_FILE})")
+    cfg = config_from_dict(yaml.safe_load(cfg_path.read_text()))
+    model, ckpt = load_model(run_dir)
+    if not ckpt.get("done"):
+        raise CracksegError(f"{run_dir}: training has not finished; continue it with crackseg run --resume")
+    spec = dict(data)
+    split = str(spec.pop("split", "test"))
+    limit = int(spec.pop("limit", 0) or 0)
+    key = stage_key(spec, split, limit, int(ckpt.get("step", 0)), _plain(cfg.predict), cfg.eval.protocol)
+    out_dir = run_dir / "eval" / name
+    mpath = out_dir / "metrics.json"
+    if mpath.is_file():
+        old = json.loads(mpath.read_text())
+        if old.get("key") == key:
+            return old
+    dname = spec.pop("name")
+    samples = _limit(create_dataset(dname, **spec).samples(split), limit)
+    env = dist_utils.DistEnv()
+    dev = dist_utils.resolve_device(device, env)
+    metrics = predict_and_evaluate(model, samples, out_dir, cfg, int(ckpt.get("image_size", cfg.train.image_size)),
+                                   dev, env, quiet)
+    metrics.update({"key": key, "data": data_label({"name": dname, **spec}), "split": split, "test_images": len(samples),
+                    "labeler": cfg.labeler["name"], "backbone": cfg.backbone["name"]})
+    write_json(mpath, metrics)
+    return metrics
+
+
+def stage_key(*parts: Any) -> str:
+    """A short stable hash of JSON-able inputs (names the shared stage folders)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def stage_dirs(cfg: RunConfig, run_dir: Path) -> tuple[Path, Path]:
+    """(classifier work dir, pseudo-label dir) for this config.
+
+    Inside the run folder by default; under ``cfg.shared_dir`` keyed by every input
+    that changes them, so runs (or ``compare`` cells) with the same labeler, classifier
+    settings and training data reuse one classifier and one set of pseudo-labels.
+    """
+    if not cfg.shared_dir:
+        return run_dir / "labeler", run_dir / "labels"
+    base = Path(cfg.shared_dir)
+    data = {k: v for k, v in cfg.data.items() if k not in ("test_split", "limit_test")}
+    cls_key = stage_key(cfg.classifier, data, cfg.seed)
+    lab = {k: v for k, v in cfg.labeler.items() if k != "name"}
+    lab_key = stage_key(cfg.labeler["name"], lab, cls_key)
+    return base / "classifiers" / cls_key, base / "labels" / f"{cfg.labeler['name']}-{lab_key}"
+
+
+class _main_rank_lock:
+    """A file lock held by rank 0 only (other ranks of the same job wait at barriers)."""
+
+    def __init__(self, env: dist_utils.DistEnv, path: Path) -> None:
+        self.env, self.path, self._cm = env, path, None
+
+    def __enter__(self) -> None:
+        if self.env.is_main:
+            from .locks import file_lock
+
+            self._cm = file_lock(self.path)
+            self._cm.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._cm is not None:
+            self._cm.__exit__(*exc)
 
 
 def results_table(rows: list[dict[str, Any]]) -> str:

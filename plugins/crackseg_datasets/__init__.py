@@ -53,8 +53,8 @@ def register_datasets(register: Any) -> None:
         _build_synthetic,
         params=SyntheticParams,
         description="procedural pavement/concrete images with thin branching cracks, stains, shadows; exact masks",
-        # its images are 128 px by default: train at that size instead of upsampling them
-        train={"image_size": 128},
+        # train at the images' own size instead of resampling them
+        train=lambda p: {"image_size": max(p["height"] or p["size"], p["width"] or p["size"])},
     )
     register(
         "folder",
