@@ -202,7 +202,7 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
             "train_seconds": round(result.seconds, 2), "train_images_per_s": round(result.images_per_s, 3),
             "epochs_done": result.epochs_done, "history": result.history,
             "total_seconds": round(time.perf_counter() - t_start, 2),
-            "notes": _notes(cfg),
+            "notes": _notes(cfg, size, result.epochs_done),
         })
         write_json(run_dir / "metrics.json", metrics)
         table = results_table([metrics])
@@ -356,13 +356,13 @@ def results_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _notes(cfg: RunConfig) -> str:
+def _notes(cfg: RunConfig, size: int, epochs_done: int) -> str:
     notes = []
     if cfg.backbone.get("random_init"):
         notes.append("random-init CLIP: not a pretrained result")
     if cfg.data["name"] == "synthetic":
         notes.append("synthetic data")
-    notes.append(f"{cfg.train.epochs} ep @ {cfg.train.image_size}px")
+    notes.append(f"{epochs_done} ep @ {size}px")
     return "; ".join(notes)
 
 

@@ -218,6 +218,16 @@ def train_segmentation(
     torch.manual_seed(seed)
     model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        # a training-free backbone (e.g. crackclip-zeroshot): record it and go on to predict
+        if env.is_main:
+            save_checkpoint(checkpoint_path, {**meta, "format": CHECKPOINT_FORMAT, "model": checkpoint_state(model),
+                                              "optimizer": None, "scheduler": None, "epoch": 0, "step": 0,
+                                              "done": True, "history": []})
+        dist_utils.barrier(env)
+        if log:
+            log("the backbone has no trainable parameters: training skipped")
+        return TrainResult(0, 0, [], stopped_early="nothing to train")
     optimizer = make_optimizer(trainable, cfg)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma) if cfg.lr_step > 0 else None
 

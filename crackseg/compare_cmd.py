@@ -1,0 +1,117 @@
+"""The ``crackseg compare`` command (logic in :mod:`crackseg.compare`; only click is imported here)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import CracksegError
+
+
+@click.command("compare")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--preset", help="Preset of the grid config (e.g. paper, cpu-small; default: the config's default_preset).")
+@click.option("--out", "runs_dir", type=click.Path(file_okay=False),
+              help="RUNS_DIR for cells, shared labels and tables (default runs/compare-<grid>-<preset>).")
+@click.option("--workers", type=int, default=1, show_default=True, help="Run independent cells in N local processes.")
+@click.option("--list-cells", is_flag=True, help="Print 'K<TAB>cell-name' for every cell and exit.")
+@click.option("--cell", "cells", type=int, multiple=True, metavar="K",
+              help="Run only cell K (repeatable); for job arrays. Gather afterwards with --from RUNS_DIR.")
+@click.option("--from", "from_dir", type=click.Path(file_okay=False),
+              help="Rebuild the tables from finished cells in RUNS_DIR without computing anything.")
+@click.option("--published/--no-published", default=None,
+              help="Show the paper's published numbers and the difference (default: the preset's choice).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where every cell computes.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key in every cell, e.g. train.epochs=1 (changes the cells' keys).")
+@click.option("--figures/--no-figures", default=True, show_default=True, help="Draw PR curves and qualitative grids.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output (the tables are still printed).")
+def compare(config: str | None, preset: str | None, runs_dir: str | None, workers: int, list_cells: bool,
+            cells: tuple[int, ...], from_dir: str | None, published: bool | None, device: str | None,
+            sets: tuple[str, ...], figures: bool, quiet: bool) -> None:
+    """Run an experiment grid (labelers x backbones x prompts x losses) and write benchmark tables.
+
+    \b
+    Examples:
+      crackseg compare configs/paper/all.yaml --preset cpu-small
+      crackseg compare configs/paper/table1.yaml --preset paper --out runs/table1
+      crackseg compare configs/paper/all.yaml --preset cpu-small --list-cells
+      crackseg compare configs/paper/all.yaml --preset cpu-small --out R --cell 3   # one cell (job arrays)
+      crackseg compare --from R                                                     # tables only
+
+    Finished cells are never recomputed; an interrupted compare continues where it stopped
+    when started again with the same arguments.
+    """
+    from . import compare as C
+    from .config import parse_set
+
+    try:
+        _compare(C, parse_set, config, preset, runs_dir, workers, list_cells, cells, from_dir, published, device,
+                 sets, figures, quiet)
+    except KeyboardInterrupt:
+        click.echo("crackseg: compare interrupted; run the same command again to continue "
+                   "(finished cells are kept, unfinished ones resume)", err=True)
+        sys.exit(130)
+
+
+def _compare(C, parse_set, config, preset, runs_dir, workers, list_cells, cells, from_dir, published, device,
+             sets, figures, quiet) -> None:
+    def log(msg: str) -> None:
+        if not quiet:
+            click.echo(f"compare: {msg}", err=True)
+
+    if workers < 1:
+        raise CracksegError("--workers must be at least 1")
+    overrides = parse_set(list(sets))
+    if from_dir is not None:
+        if cells or list_cells:
+            raise CracksegError("--from only gathers tables; it cannot be combined with --cell or --list-cells")
+        runs = Path(from_dir)
+        if not runs.is_dir():
+            raise CracksegError(f"--from {from_dir}: folder not found")
+        if config:
+            saved = C.saved_preset(runs)
+            grid = C.load_grid(config, preset or saved, overrides)
+        else:
+            grid = C.load_saved_grid(runs, preset)
+        _gather_and_print(C, grid, runs, published, figures, log, warn_missing=True)
+        return
+    if not config:
+        raise CracksegError("give a grid CONFIG (e.g. configs/paper/all.yaml), or --from RUNS_DIR to gather tables")
+    grid = C.load_grid(config, preset, overrides)
+    if list_cells:
+        for cell in grid.cells:
+            click.echo(f"{cell.index}\t{cell.name}")
+        return
+    runs = Path(runs_dir) if runs_dir else Path("runs") / f"compare-{grid.name}-{grid.preset}"
+    chosen = list(dict.fromkeys(cells)) if cells else list(range(len(grid.cells)))
+    for k in chosen:
+        grid.cell(k)  # range check with a clear message
+    C.check_requirements(grid, device, [grid.cells[k] for k in chosen])
+    C.save_grid(grid, runs, overrides)
+    log(f"{grid.name} [{grid.preset}]: {len(grid.cells)} cells, {len(grid.tables)} tables → {runs}")
+    if workers > 1 and len(chosen) > 1:
+        extra = [a for s in sets for a in ("--set", s)]
+        C.run_workers(grid, config, runs, chosen, workers, device=device, extra_args=extra, log=log)
+    else:
+        C.run_serial(grid, runs, chosen, device=device, quiet=quiet, log=log)
+    if cells:
+        for k in chosen:
+            click.echo(f"cell {k}\t{grid.cells[k].name}\tdone\t{C.cell_dir(runs, grid.cells[k])}")
+        log(f"gather the tables when every cell is done: crackseg compare --from {runs}")
+        return
+    _gather_and_print(C, grid, runs, published, figures, log, warn_missing=False)
+
+
+def _gather_and_print(C, grid, runs: Path, published, figures: bool, log, warn_missing: bool) -> None:
+    missing = C.missing_cells(grid, runs)
+    if missing and warn_missing:
+        names = ", ".join(f"{c.index} ({c.name})" for c in missing[:6]) + (" ..." if len(missing) > 6 else "")
+        click.echo(f"crackseg: warning: {len(missing)} of {len(grid.cells)} cells not finished: {names}; "
+                   f"their numbers show as –", err=True)
+    results = C.gather(grid, runs, published)
+    md = C.write_outputs(grid, results, runs, figures=figures)
+    click.echo(md)
+    log(f"tables in {runs}/<table>/table.{{md,csv,tex,json}}; all tables in {runs / 'results.md'}")
