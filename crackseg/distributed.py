@@ -49,12 +49,16 @@ def resolve_device(requested: str, env: DistEnv | None = None) -> str:
     import torch
 
     env = env or DistEnv()
-    if requested not in ("auto", "cpu", "cuda"):
+    requested = requested or "auto"
+    explicit = requested.startswith("cuda:") and requested[5:].isdigit()
+    if requested not in ("auto", "cpu", "cuda") and not explicit:
         raise CracksegError(f"--device {requested!r}: choose auto, cpu or cuda")
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return "cpu"
     if not torch.cuda.is_available():
-        raise CracksegError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+        raise CracksegError(f"--device {requested}: no CUDA device is available (use --device cpu or auto)")
+    if explicit:
+        return requested
     if env.enabled:
         return f"cuda:{env.local_rank % torch.cuda.device_count()}"
     return "cuda"

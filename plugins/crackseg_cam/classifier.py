@@ -24,6 +24,7 @@ import numpy as np
 
 from crackseg import schema
 from crackseg.data import Sample
+from crackseg.distributed import resolve_device  # noqa: F401 - re-exported
 from crackseg.errors import ConfigError, CracksegError, DataError
 from crackseg.io import atomic_write, write_json
 
@@ -49,17 +50,6 @@ def classifier_config(data: dict[str, Any] | None) -> ClassifierConfig:
     if cfg.max_patches_per_epoch is not None and cfg.max_patches_per_epoch < 1:
         raise ConfigError("config key 'classifier.max_patches_per_epoch' must be >= 1 or null")
     return cfg
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is a user error."""
-    import torch
-
-    if device in ("auto", "", None):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CracksegError(f"device {device!r} requested but no CUDA device is available; use --device cpu")
-    return device
 
 
 # -- models -------------------------------------------------------------------------------

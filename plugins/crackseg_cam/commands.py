@@ -9,14 +9,14 @@ from crackseg.errors import ConfigError, CracksegError
 
 
 def resolve_dataset(data: str) -> Any:
-    """``DATA`` is an existing folder (read with the ``folder`` dataset) or a registered dataset name."""
+    """``DATA`` is a registered dataset name or a folder (read with the ``folder`` dataset)."""
     import crackseg
+    from crackseg.config import data_spec
 
-    if Path(data).exists():
-        if not Path(data).is_dir():
-            raise CracksegError(f"{data}: --data must be a dataset name or a folder, not a file")
-        return crackseg.create_dataset("folder", root=str(data))
-    return crackseg.create_dataset(data)
+    if Path(data).is_file():
+        raise CracksegError(f"{data}: --data must be a dataset name or a folder, not a file")
+    spec = data_spec(data)
+    return crackseg.create_dataset(spec.pop("name"), **spec)
 
 
 def pick_split(dataset: Any, split: str | None) -> str:
@@ -33,24 +33,17 @@ def pick_split(dataset: Any, split: str | None) -> str:
 
 
 def parse_sets(items: tuple[str, ...]) -> dict[str, Any]:
-    """``--set classifier.key=value`` (the ``classifier.`` prefix is optional) → dict of YAML-parsed values."""
-    import yaml
+    """``--set classifier.key=value`` (the ``classifier.`` prefix is optional) → dict of values."""
+    from crackseg.config import parse_set
 
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected classifier.KEY=VALUE")
-        key, _, text = item.partition("=")
-        key = key.strip()
-        if key.startswith("classifier."):
-            key = key[len("classifier."):]
-        if not key or "." in key:
-            raise ConfigError(f"--set {item!r}: only classifier.KEY=VALUE settings apply to train-classifier")
-        try:
-            out[key] = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
-            out[key] = text
-    return out
+    prefixed = [i if i.startswith("classifier.") or "=" not in i else f"classifier.{i}" for i in items]
+    values = parse_set(prefixed)
+    other = sorted(set(values) - {"classifier"})
+    nested = [k for k, v in (values.get("classifier") or {}).items() if isinstance(v, dict)]
+    if other or nested:
+        raise ConfigError(f"--set: only classifier.KEY=VALUE settings apply to train-classifier "
+                          f"(got {(other or nested)[0]!r})")
+    return dict(values.get("classifier") or {})
 
 
 def register(cli: Any) -> None:
@@ -104,8 +97,18 @@ def register(cli: Any) -> None:
 
         from crackseg import schema
 
-        write_text(out_dir / "classifier.yaml", yaml.safe_dump({"classifier": schema.to_dict(cfg)}, sort_keys=False))
-        train_classifier(samples, cfg, ckpt, dev, seed=seed, resume=resume, quiet=quiet)
+        from crackseg import distributed
+
+        env = distributed.detect()
+        if env.enabled:
+            # under torchrun the classifier trains in rank 0 (not data-parallel yet); the others wait
+            distributed.init(env, dev)
+        if env.is_main:
+            write_text(out_dir / "classifier.yaml", yaml.safe_dump({"classifier": schema.to_dict(cfg)}, sort_keys=False))
+            train_classifier(samples, cfg, ckpt, dev, seed=seed, resume=resume, quiet=quiet)
+        distributed.barrier(env)
+        if not env.is_main:
+            return
         m = metrics_path(ckpt)
         if m.exists():
             import json
