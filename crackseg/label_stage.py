@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -57,15 +58,22 @@ def run_label_stage(
             todo.append((s, key))
     mine = shard(todo, env)
     bar = tqdm(total=len(mine), desc="pseudo-labels", disable=context.quiet or not mine, leave=False)
+    empty = 0
     for start in range(0, len(mine), batch):
         chunk = mine[start : start + batch]
         labels = labeler.label([s for s, _ in chunk], context)
         for (s, key), lab in zip(chunk, labels):
+            empty += not lab.binary.any()
             binary, soft, keyf = label_paths(out_dir, s.stem)
             write_png(binary, lab.binary.astype(np.uint8) * 255)
             write_png(soft, np.clip(lab.soft * 255.0 + 0.5, 0, 255).astype(np.uint8))
             write_text(keyf, key + "\n")  # last: the key marks a complete label
         bar.update(len(chunk))
     bar.close()
+    if mine and empty == len(mine):
+        # every label empty: training on them teaches "no crack anywhere"
+        print(f"crackseg: warning: all {len(mine)} pseudo-labels written to {out_dir} are empty; "
+              f"check the labeler (e.g. a patch classifier that never predicts crack: train it longer)",
+              file=sys.stderr)
     barrier(env)
     return {s.stem: label_paths(out_dir, s.stem)[0] for s in samples}

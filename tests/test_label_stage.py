@@ -1,0 +1,61 @@
+"""The label stage: files, cache keys, recomputation, empty-label warning."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from crackseg.label_stage import label_paths, run_label_stage
+from crackseg.labeling import LabelContext, PseudoLabel
+from crackseg.testing import tiny_crack_samples
+
+
+class Counting:
+    """A labeler that records which images it labelled."""
+
+    def __init__(self, value: float = 1.0, fp: str = "v1") -> None:
+        self.value, self.fp, self.seen = value, fp, []
+
+    def prepare(self, train, context):
+        pass
+
+    def label(self, samples, context):
+        self.seen += [s.stem for s in samples]
+        out = []
+        for s in samples:
+            m = s.mask() if self.value else np.zeros(s.load_image().shape[:2], bool)
+            out.append(PseudoLabel(soft=m.astype(np.float32) * 0.8, binary=m))
+        return out
+
+    def fingerprint(self):
+        return self.fp
+
+
+def test_writes_binary_and_soft_and_caches(tmp_path):
+    samples = tiny_crack_samples(3, 32)
+    ctx = LabelContext(quiet=True)
+    lab = Counting()
+    files = run_label_stage(lab, samples, tmp_path, ctx)
+    assert sorted(files) == ["tiny0", "tiny1", "tiny2"] and lab.seen == ["tiny0", "tiny1", "tiny2"]
+    from crackseg.io import read_gray
+
+    b, soft, key = label_paths(tmp_path, "tiny0")
+    assert set(np.unique(read_gray(b))) <= {0, 255}
+    assert read_gray(soft).max() == round(0.8 * 255)
+    # a rerun computes nothing
+    again = Counting()
+    run_label_stage(again, samples, tmp_path, ctx)
+    assert again.seen == []
+    # a changed fingerprint recomputes everything; a deleted label only itself
+    changed = Counting(fp="v2")
+    run_label_stage(changed, samples, tmp_path, ctx)
+    assert changed.seen == ["tiny0", "tiny1", "tiny2"]
+    b.unlink()
+    one = Counting(fp="v2")
+    run_label_stage(one, samples, tmp_path, ctx)
+    assert one.seen == ["tiny0"]
+
+
+def test_all_empty_labels_warn(tmp_path, capsys):
+    run_label_stage(Counting(value=0.0), tiny_crack_samples(2, 32), tmp_path, LabelContext(quiet=True))
+    err = capsys.readouterr().err
+    assert "all 2 pseudo-labels" in err and "empty" in err
