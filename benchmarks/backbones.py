@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-BACKBONES = ("unet-original", "deepcrack-liu", "deepcrack-zou", "oed")
+BACKBONES = ("unet", "unet-original", "deepcrack-liu", "deepcrack-zou", "oed")
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "deepcrack"
 
 

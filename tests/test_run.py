@@ -273,3 +273,25 @@ def test_third_party_plugin_works_in_run(tmp_path):
                 "--set", "train.epochs=1", "--out", str(tmp_path / "run"), env=env)
     assert r.returncode == 0, r.stderr
     assert "| dark | tiny | synthetic |" in r.stdout
+
+
+def test_cam_location_with_crackclip_end_to_end(tmp_path):
+    """The paper's pipeline through the CLI, with a tiny random-init CLIP (no weights can be downloaded)."""
+    tiny = {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": 4, "width": 64, "patch_size": 16, "head_width": 32},
+            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
+    cfg = tmp_path / "tiny-clip.json"
+    cfg.write_text(json.dumps(tiny))
+    out = tmp_path / "run"
+    r = run_cli("run", "--labeler", "cam-location", "--backbone", "crackclip", "--prompts", "generic",
+                "--data", "synthetic", "--device", "cpu", "--quiet", "--out", str(out),
+                "--set", "data.n_train=4", "--set", "data.n_test=2", "--set", "data.size=64",
+                "--set", f"backbone.model={cfg}", "--set", "backbone.image_size=64",
+                "--set", "backbone.layers=[1,2,3,4]", "--set", "backbone.random_init=true",
+                "--set", "classifier.arch=resnet18", "--set", "classifier.patch_size=32",
+                "--set", "classifier.stride=32", "--set", "classifier.epochs=1", "--set", "train.epochs=1")
+    assert r.returncode == 0, r.stderr
+    assert "RANDOM weights" in r.stderr  # the loud warning
+    assert "| cam-location | crackclip | synthetic |" in r.stdout and "random-init CLIP" in r.stdout
+    ck = __import__("torch").load(out / "checkpoint.pt", weights_only=True)
+    assert ck["model"] and all(k.startswith("adapters") for k in ck["model"])  # adapters only
+    assert (out / "labeler" / "classifier.pt").is_file() and len(list((out / "labels").glob("*.png"))) == 4
