@@ -104,20 +104,24 @@ class RunConfig:
 
 
 # -- loading ---------------------------------------------------------------------
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(path: str | Path, what: str = "config file", expected: str = "a mapping of keys") -> dict[str, Any]:
+    """Read a YAML mapping; every problem is one ConfigError line naming ``what`` and the file."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
+        raise ConfigError(f"{what} {p} not found")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"{p}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    if data is None:
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{what} {p}: invalid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {p}: not a UTF-8 text file") from None
+    if data is None and what == "config file":
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: a config file must be a mapping of keys, got {type(data).__name__}")
+        got = type(data).__name__ if data is not None else "an empty file"
+        raise ConfigError(f"{what} {p}: expected {expected}, got {got}")
     return data
 
 

@@ -150,25 +150,12 @@ def load_prompt_file(path: str, object: str | None = None, **params: Any) -> Pro
         raise ConfigError(
             f"prompt file {path}: unknown parameter(s) {', '.join(sorted(params))} (valid: object)"
         )
+    from .config import load_yaml
+
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"prompt file {path} not found; give the path to a YAML file with 'normal' and 'crack' lists")
-    import yaml
-
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise ConfigError(f"prompt file {path}: invalid YAML{at}: {problem}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"prompt file {path}: not a UTF-8 text file") from None
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"prompt file {path}: expected a mapping with keys 'normal' and 'crack', "
-            f"got {type(data).__name__ if data is not None else 'an empty file'}"
-        )
+    data = load_yaml(p, what="prompt file", expected="a mapping with keys 'normal' and 'crack'")
     unknown = [str(k) for k in data if k not in _FILE_KEYS]
     if unknown:
         import difflib
