@@ -295,13 +295,9 @@ def label(labeler: str, data: str, split: str, classifier: str | None, out: str,
     lab = create_labeler(labeler, **params)
     ctx = LabelContext(device=dev, work_dir=Path(out) / ".labeler", seed=seed, quiet=quiet,
                        classifier=classifier, classifier_config=dict(raw.get("classifier") or {}))
-    from .distributed import barrier
+    from .runner import prepare_labeler
 
-    if env.is_main:  # rank 0 trains or loads the classifier; the others then load it
-        lab.prepare(samples, ctx)
-    barrier(env)
-    if not env.is_main:
-        lab.prepare(samples, ctx)
+    prepare_labeler(lab, samples, ctx, env)
     files = run_label_stage(lab, samples, Path(out), ctx, env)
     if env.is_main:
         click.echo(f"wrote {len(files)} pseudo-labels to {out} (soft maps in {Path(out) / 'soft'})")

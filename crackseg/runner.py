@@ -151,12 +151,8 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
         return _main_rank_lock(env, folder.parent / f"{folder.name}.lock") if cfg.shared_dir else contextlib.nullcontext()
 
     with lock(lab_dir):
-        if env.is_main:
-            with lock(cls_dir):
-                labeler.prepare(train, ctx)
-        dist_utils.barrier(env)
-        if not env.is_main:
-            labeler.prepare(train, ctx)
+        with lock(cls_dir):
+            prepare_labeler(labeler, train, ctx, env)
         label_files = run_label_stage(labeler, train, lab_dir, ctx, env)
     log(f"labels: {cfg.labeler['name']} → {lab_dir}")
 
@@ -250,6 +246,23 @@ def predict_and_evaluate(model, test: Sequence, run_dir: Path, cfg: RunConfig, s
     res = total.result()
     write_prf_table(res, run_dir / "prf.tsv")
     return res.to_json()
+
+
+def prepare_labeler(labeler, train: Sequence, ctx, env: dist_utils.DistEnv) -> None:
+    """``labeler.prepare`` on every rank.
+
+    A labeler with ``distributed_prepare = True`` (the CAM labelers: their classifier
+    trains with DDP) is prepared by all ranks together; any other is prepared by rank 0
+    first (training and writing what it needs), then by the others (which load it).
+    """
+    if getattr(labeler, "distributed_prepare", False) or not env.enabled:
+        labeler.prepare(train, ctx)
+        return
+    if env.is_main:
+        labeler.prepare(train, ctx)
+    dist_utils.barrier(env)
+    if not env.is_main:
+        labeler.prepare(train, ctx)
 
 
 def evaluate_run(run_dir: str | Path, data: dict[str, Any], name: str, *, device: str = "auto",

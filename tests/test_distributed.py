@@ -163,3 +163,28 @@ def test_killed_rank_gives_a_clear_error(env, tmp_path):
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("crackseg: error: 2-process run failed") and "--resume" in last
     assert time.time() - t0 < 200
+
+
+def test_patch_classifier_trains_data_parallel(env, tmp_path):
+    """`train-classifier` under torchrun: DDP over 2 ranks, rank 0 writes the checkpoint and metrics."""
+    out = tmp_path / "clf"
+    r = torchrun(2, ["train-classifier", "--data", "synthetic", "--out", str(out), "--arch", "resnet18",
+                     "--epochs", "1", "--device", "cpu", "--quiet", "--set", "classifier.patch_size=32",
+                     "--set", "classifier.stride=32", "--set", "classifier.batch_size=8",
+                     "--set", "classifier.max_patches_per_epoch=64"], env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (out / "classifier.pt").is_file()
+    metrics = json.loads((out / "classifier.metrics.json").read_text())
+    assert {"accuracy", "precision", "recall", "f1"} <= set(metrics)
+    assert r.stdout.count("classifier:") == 1  # one report, from rank 0
+
+
+def test_run_with_cam_labeler_on_two_processes(env, tmp_path):
+    out = tmp_path / "run"
+    r = torchrun(2, ["run", *ARGS, "--labeler", "gradcam", "--out", str(out), "--set", "train.epochs=1",
+                     "--set", "classifier.arch=resnet18", "--set", "classifier.patch_size=32",
+                     "--set", "classifier.stride=32", "--set", "classifier.epochs=1",
+                     "--set", "classifier.max_patches_per_epoch=64"], env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(list((out / "labels").glob("*.png"))) == 8
+    assert json.loads((out / "metrics.json").read_text())["n"] == 4

@@ -150,6 +150,8 @@ class ClassifierLabeler:
     """Base of labelers that need a patch classifier (load it, or train one in ``prepare``)."""
 
     needs_classifier = True
+    #: every rank calls prepare() together: the classifier trains with DistributedDataParallel
+    distributed_prepare = True
     name = "?"
 
     def __init__(self, params: Any) -> None:

@@ -346,8 +346,19 @@ def train_classifier(
     train_ds = PatchDataset(samples, [r for r in refs if r.image in tr_images], cfg.patch_size, cfg.augment)
     val_ds = PatchDataset(samples, [r for r in refs if r.image not in tr_images], cfg.patch_size, "none")
 
+    from crackseg import distributed as dist_utils
+
+    # under torchrun: DistributedDataParallel, each rank takes its share of every global batch
+    env = dist_utils.detect()
+    if env.enabled and not torch.distributed.is_initialized():
+        env = dist_utils.DistEnv()  # launched by torchrun but called without a process group: train alone
     torch.manual_seed(seed)  # reproducible initialisation
     model = build_model(cfg.arch, 2, cfg.weights).to(device)
+    net = model
+    if env.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     start = 0
     if status == "partial":
@@ -366,13 +377,15 @@ def train_classifier(
         torch.manual_seed(seed * 1009 + epoch)
         model.train()
         bar = tqdm(total=math.ceil(n_epoch / cfg.batch_size), desc=f"classifier epoch {epoch + 1}/{cfg.epochs}",
-                   disable=quiet, file=sys.stderr, leave=False)
+                   disable=quiet or not env.is_main, file=sys.stderr, leave=False)
         total, seen = 0.0, 0
         for xb, yb in train_ds.batches(cfg.batch_size, rng, cfg.chunk_images, cfg.max_patches_per_epoch):
             bar.update(1)
-            if len(yb) < 2:  # BatchNorm cannot train on a single sample
+            if len(yb) < 2 * env.world_size:  # BatchNorm cannot train on a single sample per rank
                 continue
-            logits = model(to_tensor(xb, device))
+            if env.enabled:  # every rank draws the same global batch; each keeps its share
+                xb, yb = xb[env.rank :: env.world_size], yb[env.rank :: env.world_size]
+            logits = net(to_tensor(xb, device))
             loss = loss_fn(logits, torch.from_numpy(yb).to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -382,6 +395,9 @@ def train_classifier(
             bar.set_postfix(loss=f"{total / max(seen, 1):.4f}")
         bar.close()
         done = epoch + 1 == cfg.epochs
+        if not env.is_main:  # rank 0 alone evaluates and writes
+            dist_utils.barrier(env)
+            continue
         if done:
             metrics = _final_metrics(model, train_ds, val_ds, device, cfg, total / max(seen, 1))
         _save(out, {
@@ -394,8 +410,10 @@ def train_classifier(
         })
         if not quiet:
             print(f"classifier: epoch {epoch + 1}/{cfg.epochs} loss {total / max(seen, 1):.4f}", file=sys.stderr)
+        dist_utils.barrier(env)
     if metrics is not None:
         write_json(metrics_path(out), metrics)
+    dist_utils.barrier(env)
     return out
 
 

@@ -83,7 +83,9 @@ def register(cli: Any) -> None:
         if weak_labels is not None:
             values["weak_labels"] = weak_labels
         cfg = classifier_config(values)
-        dev = resolve_device(device)
+        from crackseg import distributed
+
+        dev = resolve_device(device, distributed.detect())
         dataset = resolve_dataset(data)
         samples = dataset.samples(pick_split(dataset, split))
         if not samples:
@@ -97,16 +99,11 @@ def register(cli: Any) -> None:
 
         from crackseg import schema
 
-        from crackseg import distributed
-
-        env = distributed.detect()
-        if env.enabled:
-            # under torchrun the classifier trains in rank 0 (not data-parallel yet); the others wait
-            distributed.init(env, dev)
+        env = distributed.detect()  # under torchrun: DistributedDataParallel over the ranks
+        distributed.init(env, dev)
         if env.is_main:
             write_text(out_dir / "classifier.yaml", yaml.safe_dump({"classifier": schema.to_dict(cfg)}, sort_keys=False))
-            train_classifier(samples, cfg, ckpt, dev, seed=seed, resume=resume, quiet=quiet)
-        distributed.barrier(env)
+        train_classifier(samples, cfg, ckpt, dev, seed=seed, resume=resume, quiet=quiet)
         if not env.is_main:
             return
         m = metrics_path(ckpt)
