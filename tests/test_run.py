@@ -170,7 +170,9 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
 
     for i in range(4):
         write_png(root / "images" / f"ok{i}.png", np.full((32, 32, 3), 120, np.uint8))
-        write_png(root / "masks" / f"ok{i}.png", np.zeros((32, 32), np.uint8))
+        mask = np.zeros((32, 32), np.uint8)
+        mask[10:12, :] = 255
+        write_png(root / "masks" / f"ok{i}.png", mask)
     (root / "images" / "ok0.png").write_bytes(b"not a png at all")
     r = run_cli("run", "--data", str(root), "--device", "cpu", "--quiet", "--out", str(tmp_path / "o4"),
                 "--set", "train.epochs=1", "--set", "backbone.encoder=resnet18", "--set", "data.test_fraction=0.5")
