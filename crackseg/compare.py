@@ -198,7 +198,7 @@ def _load(path: Path, stack: list[Path]) -> dict[str, Any]:
         raw["base_configs"] = _inline_base_configs(base, path)
     merged = deep_merge(merged, raw)
     merged["tables"] = [*tables, *own_tables]
-    merged.setdefault("name", path.stem)
+    merged["name"] = str(raw.get("name") or path.stem)  # the including file names the grid
     return merged
 
 
@@ -399,6 +399,9 @@ def _row_specs(traw: dict[str, Any], where: str) -> Iterator[dict[str, Any]]:
         if not isinstance(items, list) or not items:
             raise ConfigError(f"{where}: grid.{axis} must be a non-empty list")
         axes[axis] = [_axis_item(it, f"{where}: grid.{axis}") for it in items]
+        names = [it["name"] for it in axes[axis]]
+        for it in axes[axis]:  # the same plugin twice (other settings): tell the rows apart by label
+            it["id"] = it["name"] if names.count(it["name"]) == 1 else f"{it['name']}[{it['label']}]"
     if axes["labelers"] == [None] or axes["backbones"] == [None]:
         raise ConfigError(f"{where}: grid needs 'labelers' and 'backbones' lists")
     varying = [a for a in _AXIS_KEYS if len(axes[a]) > 1] or ["labelers", "backbones"]
@@ -413,7 +416,7 @@ def _row_specs(traw: dict[str, Any], where: str) -> Iterator[dict[str, Any]]:
                     for it in chosen.values():
                         if it is not None:
                             layer = deep_merge(layer, it["set"])
-                    rid = _auto_id(lab["name"], bb["name"], pr and pr["name"], loss and loss["name"])
+                    rid = _auto_id(lab["id"], bb["id"], pr and pr["id"], loss and loss["id"])
                     label = " / ".join(chosen[a]["label"] for a in varying if chosen[a] is not None)
                     yield {"id": rid, "label": label or rid, "labeler": {"name": lab["name"]},
                            "backbone": {"name": bb["name"]}, "prompts": pr and pr["name"],
@@ -483,11 +486,13 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
 
 
 def _check_keys(d: dict[str, Any], valid: Sequence[str], where: str) -> None:
-    from .schema import unknown_key_message
+    import difflib
 
     for k in d:
         if k not in valid:
-            raise ConfigError(unknown_key_message(where, str(k), list(valid)))
+            close = difflib.get_close_matches(str(k), list(valid), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{where}: unknown key {k!r}{hint} (valid keys: {', '.join(valid)})")
 
 
 def _safe(name: str) -> str:

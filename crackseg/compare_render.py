@@ -95,6 +95,10 @@ def _notes(table: dict[str, Any]) -> list[str]:
     pending = [r["label"] for r in table["rows"] if r["status"] in ("not run", "partial")]
     if pending:
         notes.append(f"not finished yet: {', '.join(pending)} (– = no result)")
+    undefined = any(v is None for r in table["rows"] if r["status"] == "done"
+                    for m in r["metrics"].values() for k, v in m.items() if k in METRICS)
+    if undefined:
+        notes.append("– = undefined: no true positive at the chosen thresholds (0/0 in the authors' F formula)")
     notes.append("ODS / OIS / AP in %" + ("; paper = published numbers, Δ = ours − paper" if table.get("published_shown") and
                                           any(r.get("published") for r in table["rows"]) else ""))
     return notes
