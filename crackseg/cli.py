@@ -304,10 +304,8 @@ def label(labeler: str, data: str, split: str, classifier: str | None, out: str,
 
 
 def _add_compare() -> None:
-    try:
-        from .compare_cmd import compare
-    except ImportError:  # pragma: no cover - during development only
-        return
+    from .compare_cmd import compare  # light: the grid logic is imported when the command runs
+
     cli.add_command(compare)
 
 
