@@ -18,6 +18,7 @@ import torch
 
 from .outputs import as_outputs, input_stats
 from .training import pad_to_multiple
+from .visualize import overlay  # noqa: F401 - re-exported for callers of this module
 
 
 class Predictor:
@@ -146,15 +147,3 @@ def postprocess(prob: np.ndarray, erosion_iterations: int = 0, minmax_normalize:
 
         u8 = cv2.erode(u8, np.ones((3, 3), np.uint8), iterations=erosion_iterations)
     return u8
-
-
-def overlay(image: np.ndarray, mask: np.ndarray, gt: np.ndarray | None = None) -> np.ndarray:
-    """RGB overlay: predicted crack in red; with ``gt``, missed crack pixels in blue."""
-    out = image.copy()
-    red = np.array([255, 0, 0], np.float32)
-    m = mask.astype(bool)
-    out[m] = (0.35 * out[m] + 0.65 * red).astype(np.uint8)
-    if gt is not None:
-        miss = gt.astype(bool) & ~m
-        out[miss] = (0.35 * out[miss] + 0.65 * np.array([0, 120, 255], np.float32)).astype(np.uint8)
-    return out

@@ -1,7 +1,8 @@
 """The label stage: run a labeler over samples, write and cache its pseudo-labels.
 
 Output layout in ``out_dir``: ``<stem>.png`` (binary, 0/255), ``soft/<stem>.png``
-(the soft map as uint8), ``.keys/<stem>.key``. A label is recomputed only when
+(the soft map as uint8), ``overlays/<stem>.png`` (the first few images: pseudo-label
+in red, ground-truth crack it misses in blue), ``.keys/<stem>.key``. A label is recomputed only when
 its key — the labeler's fingerprint (parameters + classifier) and the image's
 identity (path, size, modification time) — changed, so a rerun is instant.
 """
@@ -20,6 +21,7 @@ from .data import Sample
 from .distributed import DistEnv, barrier, shard
 from .io import write_png, write_text
 from .labeling import LabelContext
+from .visualize import overlay
 
 
 def sample_identity(sample: Sample) -> str:
@@ -42,7 +44,7 @@ def label_paths(out_dir: Path, stem: str) -> tuple[Path, Path, Path]:
 
 def run_label_stage(
     labeler, samples: Sequence[Sample], out_dir: Path, context: LabelContext,
-    env: DistEnv | None = None, batch: int = 8,
+    env: DistEnv | None = None, batch: int = 8, overlays: int = 4,
 ) -> dict[str, Path]:
     """Write pseudo-labels for ``samples``; return stem → binary label path (all ranks)."""
     from tqdm.auto import tqdm
@@ -57,6 +59,7 @@ def run_label_stage(
         if not (binary.is_file() and soft.is_file() and keyf.is_file() and keyf.read_text().strip() == key):
             todo.append((s, key))
     mine = shard(todo, env)
+    show = {s.stem for s in list(samples)[:overlays]}
     bar = tqdm(total=len(mine), desc="pseudo-labels", disable=context.quiet or not mine, leave=False)
     empty = 0
     for start in range(0, len(mine), batch):
@@ -67,6 +70,9 @@ def run_label_stage(
             binary, soft, keyf = label_paths(out_dir, s.stem)
             write_png(binary, lab.binary.astype(np.uint8) * 255)
             write_png(soft, np.clip(lab.soft * 255.0 + 0.5, 0, 255).astype(np.uint8))
+            if s.stem in show:
+                gt = s.mask() if s.has_mask else None
+                write_png(out_dir / "overlays" / f"{s.stem}.png", overlay(s.load_image(), lab.binary, gt))
             write_text(keyf, key + "\n")  # last: the key marks a complete label
         bar.update(len(chunk))
     bar.close()

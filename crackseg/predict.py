@@ -60,11 +60,12 @@ def collect_images(inputs: Sequence[str]) -> list[Path]:
 def predict_paths(source: str | Path, inputs: Sequence[str], out: str | Path, *, device: str = "auto",
                   threshold: float | None = None, mode: str | None = None, batch_size: int | None = None,
                   quiet: bool = False) -> list[Path]:
-    """Write ``out/<stem>.png`` (binary), ``out/prob/<stem>.png`` and ``out/overlay/<stem>.jpg``."""
+    """Write ``out/<stem>.png`` (binary), ``out/prob/<stem>.png`` and ``out/overlay/<stem>.png``."""
     from tqdm.auto import tqdm
 
     from .distributed import resolve_device
-    from .inference import Predictor, overlay, postprocess
+    from .inference import Predictor, postprocess
+    from .visualize import overlay
 
     paths = collect_images(inputs)
     model, ckpt = load_model(source)

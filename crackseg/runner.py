@@ -213,7 +213,8 @@ def predict_and_evaluate(model, test: Sequence, run_dir: Path, cfg: RunConfig, s
     """Predict the test split (sharded over ranks), write PNGs and compute metrics once over all images."""
     from tqdm.auto import tqdm
 
-    from .inference import Predictor, overlay, postprocess
+    from .inference import Predictor, postprocess
+    from .visualize import overlay
     from .metrics import MetricAccumulator, write_prf_table
 
     pc = cfg.predict

@@ -93,3 +93,14 @@ def test_bad_yaml_file(tmp_path):
         load_yaml(p)
     with pytest.raises(ConfigError, match="not found"):
         load_yaml(tmp_path / "missing.yaml")
+
+
+def test_every_shipped_config_resolves():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted((root / "backbones").glob("*.yaml")) + sorted((root / "labelers").glob("*.yaml"))
+    assert len(files) >= 10
+    for f in files:
+        cfg = resolve_config([load_yaml(f)])
+        assert cfg.backbone["name"] and cfg.labeler["name"], f

@@ -41,6 +41,8 @@ def test_writes_binary_and_soft_and_caches(tmp_path):
     b, soft, key = label_paths(tmp_path, "tiny0")
     assert set(np.unique(read_gray(b))) <= {0, 255}
     assert read_gray(soft).max() == round(0.8 * 255)
+    # overlays for the first few images (here all three: the default is 4)
+    assert sorted(p.name for p in (tmp_path / "overlays").glob("*.png")) == ["tiny0.png", "tiny1.png", "tiny2.png"]
     # a rerun computes nothing
     again = Counting()
     run_label_stage(again, samples, tmp_path, ctx)
