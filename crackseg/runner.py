@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import distributed as dist_utils
-from .config import RunConfig, config_from_dict, diff_configs, to_yaml
+from .config import DATA_KEYS, RunConfig, config_from_dict, diff_configs, to_yaml
 from .errors import CracksegError
 from .io import write_json, write_png, write_text
 
@@ -105,8 +105,6 @@ def _is_dist_failure(exc: BaseException) -> bool:
 
 
 def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
-    import torch
-
     from . import create_backbone, create_dataset, create_labeler, create_loss
     from .label_stage import run_label_stage
     from .labeling import LabelContext
@@ -136,7 +134,7 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
     t_start = time.perf_counter()
 
     # 1. data
-    data_params = {k: v for k, v in cfg.data.items() if k not in ("name", "train_split", "test_split", "limit_train", "limit_test")}
+    data_params = {k: v for k, v in cfg.data.items() if k not in DATA_KEYS}
     dataset = create_dataset(cfg.data["name"], **data_params)
     train = _limit(dataset.samples(cfg.data["train_split"]), cfg.data["limit_train"])
     test = _limit(dataset.samples(cfg.data["test_split"]), cfg.data["limit_test"])
@@ -147,6 +145,7 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
     cls_dir, lab_dir = stage_dirs(cfg, run_dir)
     ctx = LabelContext(device=device, work_dir=cls_dir, seed=cfg.seed, quiet=quiet,
                        classifier_config=dict(cfg.classifier))
+
     def lock(folder: Path):  # shared stages are locked: parallel runs never compute them twice
         return _main_rank_lock(env, folder.parent / f"{folder.name}.lock") if cfg.shared_dir else contextlib.nullcontext()
 
