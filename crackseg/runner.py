@@ -118,6 +118,16 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
     log = _printer(quiet, env)
     if not cfg.out:
         cfg.out = default_out(cfg)
+    # 1. every component is built before anything is written, so a bad setting (missing data,
+    # missing CLIP weights, ...) fails at once and leaves no half-made run folder behind
+    seed_everything(cfg.seed)
+    data_params = {k: v for k, v in cfg.data.items() if k not in DATA_KEYS}
+    dataset = create_dataset(cfg.data["name"], **data_params)
+    train = _limit(dataset.samples(cfg.data["train_split"]), cfg.data["limit_train"])
+    test = _limit(dataset.samples(cfg.data["test_split"]), cfg.data["limit_test"])
+    labeler = create_labeler(cfg.labeler["name"], **{k: v for k, v in cfg.labeler.items() if k != "name"})
+    model = create_backbone(cfg.backbone["name"], **{k: v for k, v in cfg.backbone.items() if k != "name"})
+
     # rank 0 alone checks and writes the run folder; the others learn the outcome
     problem = None
     if env.is_main:
@@ -130,18 +140,10 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
     if problem:
         raise CracksegError(problem)
     run_dir = Path(cfg.out)
-    seed_everything(cfg.seed)
     t_start = time.perf_counter()
-
-    # 1. data
-    data_params = {k: v for k, v in cfg.data.items() if k not in DATA_KEYS}
-    dataset = create_dataset(cfg.data["name"], **data_params)
-    train = _limit(dataset.samples(cfg.data["train_split"]), cfg.data["limit_train"])
-    test = _limit(dataset.samples(cfg.data["test_split"]), cfg.data["limit_test"])
     log(f"data: {cfg.data['name']} — {len(train)} train / {len(test)} test images")
 
     # 2. pseudo-labels (shared between runs when cfg.shared_dir is set)
-    labeler = create_labeler(cfg.labeler["name"], **{k: v for k, v in cfg.labeler.items() if k != "name"})
     cls_dir, lab_dir = stage_dirs(cfg, run_dir)
     ctx = LabelContext(device=device, work_dir=cls_dir, seed=cfg.seed, quiet=quiet,
                        classifier_config=dict(cfg.classifier))
@@ -158,7 +160,6 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
     # 3. backbone training
     from .io import read_mask
 
-    model = create_backbone(cfg.backbone["name"], **{k: v for k, v in cfg.backbone.items() if k != "name"})
     size = int(getattr(model, "fixed_input_size", None) or cfg.train.image_size)
     images, labels = [], []
     for s in train:

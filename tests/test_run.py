@@ -300,3 +300,10 @@ def test_cam_location_with_crackclip_end_to_end(tmp_path):
     ck = __import__("torch").load(out / "checkpoint.pt", weights_only=True)
     assert ck["model"] and all(k.startswith("adapters") for k in ck["model"])  # adapters only
     assert (out / "labeler" / "classifier.pt").is_file() and len(list((out / "labels").glob("*.png"))) == 4
+
+
+def test_missing_clip_weights_fail_before_anything_is_written(tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("run", "--backbone", "crackclip", "--out", str(out))
+    assert r.returncode == 2 and "needs CLIP weights" in r.stderr
+    assert not out.exists()  # nothing half-made: the next attempt needs no --resume
