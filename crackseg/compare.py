@@ -329,7 +329,9 @@ def load_saved_grid(runs_dir: str | os.PathLike[str], preset: str | None = None)
     p = Path(runs_dir) / GRID_FILE
     if not p.is_file():
         raise CracksegError(f"{runs_dir}: no {GRID_FILE} here; pass the grid CONFIG too, or the --out of a compare run")
-    saved = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    from .config import load_yaml
+
+    saved = load_yaml(p, what="saved grid")
     return expand(saved.get("grid") or {}, preset or saved.get("preset"), saved.get("overrides") or {}, source=str(p))
 
 

@@ -53,9 +53,15 @@ def _printer(quiet: bool, env: dist_utils.DistEnv) -> Callable[[str], None]:
     return log
 
 
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The resolved config saved in a run folder, re-validated (one-line errors)."""
+    from .config import load_yaml
+
+    return config_from_dict(load_yaml(Path(run_dir) / CONFIG_FILE, what="run config"))
+
+
 def prepare_run_dir(cfg: RunConfig, resume: bool) -> Path:
     """Create the run folder or check that ``--resume`` continues the same config."""
-    import yaml
 
     run_dir = Path(cfg.out)
     cfg_path = run_dir / CONFIG_FILE
@@ -65,7 +71,7 @@ def prepare_run_dir(cfg: RunConfig, resume: bool) -> Path:
                 f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out"
             )
         try:
-            old = config_from_dict(yaml.safe_load(cfg_path.read_text()))
+            old = load_run_config(run_dir)
         except CracksegError as exc:
             raise CracksegError(f"{cfg_path}: cannot resume, the saved config is invalid: {exc}") from None
         changed = diff_configs(old, cfg)
@@ -276,16 +282,13 @@ def evaluate_run(run_dir: str | Path, data: dict[str, Any], name: str, *, device
     """
     import json
 
-    import yaml
-
     from . import create_dataset
     from .predict import load_model
 
     run_dir = Path(run_dir)
-    cfg_path = run_dir / CONFIG_FILE
-    if not cfg_path.is_file():
+    if not (run_dir / CONFIG_FILE).is_file():
         raise CracksegError(f"{run_dir}: not a run folder (no {CONFIG_FILE})")
-    cfg = config_from_dict(yaml.safe_load(cfg_path.read_text()))
+    cfg = load_run_config(run_dir)
     model, ckpt = load_model(run_dir)
     if not ckpt.get("done"):
         raise CracksegError(f"{run_dir}: training has not finished; continue it with crackseg run --resume")
