@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import crackseg
-    from crackseg.labeling import LabelContext
+    from crackseg.labeler import LabelContext
     from crackseg_cam.classifier import classifier_config, load_classifier, metrics_path, train_classifier
 
     torch.set_num_threads(args.threads)

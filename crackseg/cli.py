@@ -1,39 +1,44 @@
-"""The ``crackseg`` command line.
+"""The ``crackseg`` command line: the click group ``cli``, the built-in commands, and ``main``.
 
-Built-in commands are defined here; plugins add more through the
-``register_commands`` hook. Plugins are loaded only when a command needs them,
-so ``crackseg evaluate`` starts without importing torch. A user error prints
-one line (``crackseg: error: ...``) and exits with status 2.
+Plugins add commands through the ``register_commands`` hook; they are loaded only
+when a command needs them, so ``crackseg evaluate`` starts without importing torch.
+A user error prints one line (``crackseg: error: ...``) and exits with status 2.
+Tests drive commands in-process with ``click.testing.CliRunner().invoke(crackseg.cli.cli, [...])``
+or ``crackseg.cli.main([...])`` (which adds the one-line error handling).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 
-from .errors import CracksegError
+from .components import create_labeler
+from .config import RunConfig, data_spec, merge_layers, resolve_config, resolve_data_section, resolve_section
+from .errors import ConfigError, CracksegError
+from .layers import load_yaml, parse_set
+from .plugins import KINDS, get_manager, registry
 
-KIND_CHOICES = ("labelers", "backbones", "prompts", "losses", "datasets")
+#: packages whose absence is reported as a missing extra instead of a traceback
+_HEAVY_PACKAGES = ("torch", "torchvision", "open_clip", "segmentation_models_pytorch", "pytorch_grad_cam",
+                   "pydensecrf", "skimage", "matplotlib", "transformers", "timm")
 
 
 class CracksegGroup(click.Group):
-    """Adds plugin commands lazily: built-ins resolve without loading any plugin."""
+    """Adds plugin commands lazily: built-in commands resolve without loading any plugin."""
 
     _plugins_added = False
 
     def _add_plugin_commands(self) -> None:
         if not CracksegGroup._plugins_added:
             CracksegGroup._plugins_added = True
-            from .plugins import get_manager
-
             get_manager().add_commands(self)
 
-    def get_command(self, ctx: click.Context, cmd_name: str):  # type: ignore[override]
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         cmd = super().get_command(ctx, cmd_name)
         if cmd is None:
             self._add_plugin_commands()
@@ -52,7 +57,7 @@ def cli() -> None:
 
     \b
     Quick start:
-      crackseg run                                   # fsv + unet on synthetic data
+      crackseg run                                   # the default demo: synthetic data
       crackseg run --labeler cam-location --backbone crackclip --data PATH
       crackseg predict runs/RUN photos/ --out masks/
       crackseg evaluate PRED_DIR GT_DIR --json
@@ -60,12 +65,13 @@ def cli() -> None:
 
 
 # -- shared run options ---------------------------------------------------------
-def run_options(f):
+def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every command that builds a run configuration takes."""
     opts = [
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file."),
         click.option("--labeler", help="Pseudo-labeler name (crackseg list labelers)."),
         click.option("--backbone", help="Segmentation backbone name (crackseg list backbones)."),
-        click.option("--prompts", help="Prompt set name or YAML file (vision-language backbones)."),
+        click.option("--prompts", help="Prompt set name or file, for backbones that take one (crackseg list prompts)."),
         click.option("--loss", help="Loss, e.g. 'focal+dice+edge' (default: the backbone's own)."),
         click.option("--data", help="Dataset name (crackseg list datasets) or a folder path."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to compute."),
@@ -80,9 +86,8 @@ def run_options(f):
 
 def build_config(config_file: str | None, labeler: str | None, backbone: str | None, prompts: str | None,
                  loss: str | None, data: str | None, device: str | None, seed: int | None,
-                 out: str | None, sets: tuple[str, ...]):
-    from .config import data_spec, load_yaml, parse_set, resolve_config
-
+                 out: str | None, sets: tuple[str, ...]) -> RunConfig:
+    """The run configuration from ``--config``, the flags and ``--set`` (see :mod:`crackseg.config`)."""
     layers: list[dict[str, Any]] = []
     if config_file:
         layers.append(load_yaml(config_file))
@@ -103,14 +108,7 @@ def build_config(config_file: str | None, labeler: str | None, backbone: str | N
         flags["out"] = out
     layers.append(flags)
     layers.append(parse_set(list(sets)))
-    if prompts:
-        layers.append({"backbone": {"prompts": prompts}})
-    try:
-        return resolve_config(layers)
-    except CracksegError as exc:
-        if prompts and "prompts" in str(exc) and "unknown" in str(exc):
-            raise CracksegError(f"--prompts: the selected backbone does not use prompts ({exc})") from None
-        raise
+    return resolve_config(layers, prompts=prompts)
 
 
 @cli.command()
@@ -127,16 +125,17 @@ def run(precision: str | None, resume: bool, nproc: int, quiet: bool, **kw: Any)
     Under torchrun (or with --nproc N) training uses DistributedDataParallel; the
     batch size stays the global one.
     """
+    from .run_folder import check_run_dir, default_out
+
     if precision:
         kw["sets"] = tuple(kw["sets"]) + (f"train.precision={precision}",)
     cfg = build_config(**kw)
+    if not cfg.out:
+        cfg.out = default_out(cfg)
     if nproc > 1:
         from .distributed import launch_local
 
-        if not cfg.out:
-            from .runner import default_out
-
-            cfg.out = default_out(cfg)
+        check_run_dir(cfg, resume)
         launch_local(nproc, _argv_without_nproc(), out=cfg.out)
         return
     from .runner import run as do_run
@@ -146,9 +145,8 @@ def run(precision: str | None, resume: bool, nproc: int, quiet: bool, **kw: Any)
 
 def _argv_without_nproc() -> list[str]:
     """This process's ``crackseg`` arguments minus ``--nproc N``."""
-    args = sys.argv[1:]
     out, skip = [], False
-    for a in args:
+    for a in sys.argv[1:]:
         if skip:
             skip = False
             continue
@@ -171,49 +169,52 @@ def config() -> None:
 def config_show(**kw: Any) -> None:
     """Print the resolved config (defaults + file + flags + --set) without running."""
     from .config import to_yaml
+    from .run_folder import default_out
 
     cfg = build_config(**kw)
     if not cfg.out:
-        from .runner import default_out
-
         cfg.out = default_out(cfg)
     click.echo(to_yaml(cfg), nl=False)
 
 
 @cli.command()
 def plugins() -> None:
-    """List installed plugins and what each registered."""
-    from .plugins import get_manager
-
+    """List installed plugins: distribution, what each registered, commands, problems."""
     m = get_manager()
+    cli.list_commands(click.Context(cli))  # lets every plugin add its commands, so they are listed
     for name, info in sorted(m.info.items()):
         version = f" {info.version}" if info.version else ""
         dist = f" ({info.distribution}{version})" if info.distribution else ""
         click.echo(f"{name}{dist}")
         if info.error:
             click.echo(f"  ERROR: {info.error}")
+        if info.missing:
+            click.echo(f"  NOT AVAILABLE: {info.missing}")
         for kind, names in sorted(info.registered.items()):
             click.echo(f"  {kind}: {', '.join(names)}")
+        if info.commands:
+            click.echo(f"  commands: {', '.join(info.commands)}")
 
 
 @cli.command("list")
-@click.argument("kind", type=click.Choice(KIND_CHOICES))
+@click.argument("kind", type=click.Choice(KINDS))
 @click.argument("pattern", default="*")
 def list_cmd(kind: str, pattern: str) -> None:
     """List registered labelers, backbones, prompts, losses or datasets (PATTERN: shell wildcards)."""
-    from .plugins import registry
-
     reg = registry(kind)
     names = reg.names(pattern)
-    if not names:
+    missing = [e for e in reg.unavailable() if fnmatch.fnmatchcase(e.name, pattern)]
+    if not names and not missing:
         raise CracksegError(f"no {kind} match {pattern!r} (available: {', '.join(reg.names()) or 'none'})")
-    width = max(len(n) for n in names)
+    width = max(len(n) for n in [*names, *(e.name for e in missing)])
     for n in names:
         e = reg.get(n)
         params = ", ".join(f"{k}={v!r}" for k, v in e.param_defaults().items())
         click.echo(f"{n:<{width}}  {e.description}  [{e.plugin}]")
         if params:
             click.echo(f"{'':<{width}}    params: {params}")
+    for e in missing:
+        click.echo(f"{e.name:<{width}}  (not available: {e.unavailable})")
 
 
 @cli.command()
@@ -254,62 +255,61 @@ def predict(source: str, images: tuple[str, ...], out: str, device: str, thresho
     from .predict import predict_paths
 
     written = predict_paths(source, images, out, device=device, threshold=threshold, mode=mode, quiet=quiet)
-    click.echo(f"wrote {len(written)} masks to {out} (probabilities in {Path(out) / 'prob'}, overlays in {Path(out) / 'overlay'})")
+    click.echo(f"wrote {len(written)} masks to {out} (probabilities in {Path(out) / 'prob'}, "
+               f"overlays in {Path(out) / 'overlay'})")
+
+
+#: top-level keys `crackseg label` reads from --config / --set
+_LABEL_KEYS = ("labeler", "data")
 
 
 @cli.command()
 @click.option("--labeler", required=True, help="Pseudo-labeler name (crackseg list labelers).")
 @click.option("--data", required=True, help="Dataset name or folder path.")
 @click.option("--split", default="train", show_default=True, help="Which split to label.")
-@click.option("--classifier", type=click.Path(dir_okay=False), help="Patch-classifier checkpoint (else one is trained).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder for <stem>.png labels.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML with labeler:/classifier: sections.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="e.g. labeler.threshold=0.4, classifier.epochs=2")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML with labeler: and data: sections.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="e.g. labeler.threshold=0.4")
 @click.option("-q", "--quiet", is_flag=True)
-def label(labeler: str, data: str, split: str, classifier: str | None, out: str, device: str, seed: int,
+def label(labeler: str, data: str, split: str, out: str, device: str, seed: int,
           config_file: str | None, sets: tuple[str, ...], quiet: bool) -> None:
     """Write pseudo-labels (DIR/<stem>.png, 0/255) and soft maps (DIR/soft/) for a dataset split."""
-    from . import create_dataset, create_labeler, get_entry, validate_params
-    from .config import data_spec, deep_merge, load_yaml, parse_set
+    from .data import load_samples
     from .distributed import detect, init, resolve_device
-    from .label_stage import run_label_stage
-    from .labeling import LabelContext
+    from .labeler import LabelContext, declared_artefacts
+    from .pseudo_labels import write_pseudo_labels
+    from .runner import prepare_labeler
 
-    raw = load_yaml(config_file) if config_file else {}
-    raw = deep_merge(raw, parse_set(list(sets)))
-    unknown = sorted(set(raw) - {"labeler", "classifier", "data"})
+    raw = merge_layers([load_yaml(config_file) if config_file else {},
+                        {"labeler": {"name": labeler}, "data": data_spec(data)}, parse_set(list(sets))])
+    unknown = sorted(set(raw) - set(_LABEL_KEYS))
     if unknown:
-        raise CracksegError(f"config key {unknown[0]!r} is not used by `crackseg label` (valid: labeler, classifier, data)")
-    entry = get_entry("labelers", labeler)
-    lparams = {k: v for k, v in (raw.get("labeler") or {}).items() if k != "name"}
-    params = validate_params(entry, lparams, "labeler")
-    dspec = deep_merge(data_spec(data), raw.get("data") or {})
-    dname = dspec.pop("name")
-    dataset = create_dataset(dname, **dspec)
-    samples = dataset.samples(split)
+        raise ConfigError(f"config key {unknown[0]!r} is not used by `crackseg label` (valid: {', '.join(_LABEL_KEYS)})")
+    lab_section = resolve_section("labelers", raw["labeler"], "labeler")
+    data_section = resolve_data_section(raw["data"])
+    samples = load_samples(data_section, split)
     env = detect()
     dev = resolve_device(device, env)
     init(env, dev)
-    lab = create_labeler(labeler, **params)
-    ctx = LabelContext(device=dev, work_dir=Path(out) / ".labeler", seed=seed, quiet=quiet,
-                       classifier=classifier, classifier_config=dict(raw.get("classifier") or {}))
-    from .runner import prepare_labeler
-
+    lab = create_labeler(labeler, **{k: v for k, v in lab_section.items() if k != "name"})
+    work = Path(out) / ".labeler"
+    ctx = LabelContext(device=dev, work_dir=work, seed=seed, quiet=quiet,
+                       artefact_dirs={name: work / name for name in declared_artefacts(lab)})
     prepare_labeler(lab, samples, ctx, env)
-    files = run_label_stage(lab, samples, Path(out), ctx, env)
+    files = write_pseudo_labels(lab, samples, Path(out), ctx, env)
     if env.is_main:
         click.echo(f"wrote {len(files)} pseudo-labels to {out} (soft maps in {Path(out) / 'soft'})")
 
 
-def _add_compare() -> None:
-    from .compare_cmd import compare  # light: the grid logic is imported when the command runs
+def _add_builtin_commands() -> None:
+    from .compare.command import compare  # light: the grid logic is imported when the command runs
 
     cli.add_command(compare)
 
 
-_add_compare()
+_add_builtin_commands()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -319,10 +319,14 @@ def main(argv: list[str] | None = None) -> None:
     except CracksegError as exc:
         click.echo(f"crackseg: error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("crackseg: interrupted (continue with --resume)", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in _HEAVY_PACKAGES:
+            raise
+        click.echo(f"crackseg: error: this needs the {top!r} package, which is not installed; "
+                   f"pip install 'crackseg[all]' installs every optional dependency", err=True)
+        sys.exit(2)
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("crackseg: interrupted (continue with --resume)", err=True)
         sys.exit(130)
     except click.ClickException as exc:

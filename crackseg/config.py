@@ -1,27 +1,25 @@
-"""The run configuration: dataclass schema, YAML loading, ``--set`` overrides.
+"""The run configuration: its dataclass schema and how layers resolve into it.
 
 Resolution order (later wins): built-in defaults → the backbone's training
-defaults (from its plugin) → the dataset's suggestions (e.g. the synthetic
-images' native size) → the ``--config`` YAML file → CLI flags → ``--set``.
-Plugin sections (``data``, ``labeler``, ``backbone``) hold ``name`` plus that
-plugin's own parameters, validated against the plugin's dataclass.
+defaults (its ``train`` extra) → the dataset's suggestions (its ``train`` extra,
+e.g. the images' native size) → the ``--config`` YAML file → CLI flags → ``--set``
+→ ``--prompts``. Plugin sections (``data``, ``labeler``, ``backbone``) hold ``name``
+plus that plugin's own parameters, validated against the plugin's dataclass; a layer
+that names another plugin replaces the section instead of merging into it. A section
+without a name gets the plugin that offers itself as the default (``default=True``).
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-from dataclasses import dataclass, field
-from pathlib import Path
+import re
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-import yaml
-
 from . import schema
+from .components import default_name, get_entry, path_section, validate_params
 from .errors import ConfigError
-
-#: keys of the ``data`` section that are not dataset-plugin parameters
-DATA_KEYS = ("name", "train_split", "test_split", "limit_train", "limit_test")
+from .layers import deep_merge, dump_yaml, flatten
+from .plugins import registry
 
 
 @dataclass
@@ -74,7 +72,27 @@ class PredictConfig:
 
 @dataclass
 class EvalConfig:
+    """How predictions are scored (see :mod:`crackseg.metrics`)."""
+
     protocol: Literal["crackclip", "paper"] = "crackclip"
+
+
+@dataclass
+class DataSplits:
+    """The data section's own keys; every other key is a parameter of the dataset plugin."""
+
+    train_split: str = "train"
+    test_split: str = "test"
+    #: use only the first N images of the training split (0 = all)
+    limit_train: int = 0
+    #: use only the first N images of the test split (0 = all)
+    limit_test: int = 0
+
+
+#: keys of the ``data`` section that are not dataset-plugin parameters
+DATA_KEYS: tuple[str, ...] = ("name", *(f.name for f in fields(DataSplits)))
+#: config section → registry kind of its plugin
+PLUGIN_SECTIONS: dict[str, str] = {"data": "datasets", "labeler": "labelers", "backbone": "backbones"}
 
 
 @dataclass
@@ -84,182 +102,151 @@ class RunConfig:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     out: str = ""
-    #: folder for stages shared between runs (patch classifiers, pseudo-labels), keyed by
-    #: their inputs; empty = inside the run folder. ``compare`` points every cell at one.
+    #: folder for stages shared between runs (labelers' trained artefacts, pseudo-labels),
+    #: keyed by their inputs; empty = inside the run folder. ``compare`` points every cell at one.
     shared_dir: str = ""
-    data: dict[str, Any] = field(default_factory=lambda: {"name": "synthetic"})
-    labeler: dict[str, Any] = field(default_factory=lambda: {"name": "fsv"})
-    backbone: dict[str, Any] = field(default_factory=lambda: {"name": "unet"})
+    #: the dataset: ``name`` (default: the plugin offering itself), splits, and its parameters
+    data: dict[str, Any] = field(default_factory=dict)
+    #: the pseudo-labeler: ``name`` and its parameters (``crackseg list labelers``)
+    labeler: dict[str, Any] = field(default_factory=dict)
+    #: the segmentation backbone: ``name`` and its parameters (``crackseg list backbones``)
+    backbone: dict[str, Any] = field(default_factory=dict)
     #: e.g. "focal+dice+edge"; empty = the backbone's own default
     loss: str = ""
     #: per-loss parameters, e.g. {"focal": {"alpha": 0.25}}
     loss_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: weights of named backbone outputs; empty = the backbone's default
     loss_weights: dict[str, float] = field(default_factory=dict)
-    #: patch-classifier settings for labelers that need one (see `crackseg list labelers`)
-    classifier: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-# -- loading ---------------------------------------------------------------------
-def load_yaml(path: str | Path, what: str = "config file", expected: str = "a mapping of keys") -> dict[str, Any]:
-    """Read a YAML mapping; every problem is one ConfigError line naming ``what`` and the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{what} {p} not found")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{what} {p}: invalid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{what} {p}: not a UTF-8 text file") from None
-    if data is None and what == "config file":
-        return {}
-    if not isinstance(data, dict):
-        got = type(data).__name__ if data is not None else "an empty file"
-        raise ConfigError(f"{what} {p}: expected {expected}, got {got}")
-    return data
-
-
-def parse_value(text: str) -> Any:
-    """A ``--set`` value: YAML scalars/lists, with numbers like ``1e-3`` understood."""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, str):
-        for conv in (int, float):
-            try:
-                return conv(value)
-            except ValueError:
-                pass
-    return value
-
-
-def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """``["train.epochs=3", "backbone.encoder=resnet18"]`` → nested dict."""
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.epochs=3")
-        key, _, raw = item.partition("=")
-        key = key.strip()
-        if not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"--set {item!r}: bad key {key!r}")
-        set_dotted(out, key, parse_value(raw))
-    return out
-
-
-def set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    cur = d
-    for part in parts[:-1]:
-        nxt = cur.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            cur[part] = nxt
-        cur = nxt
-    cur[parts[-1]] = value
-
-
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("loss_weights",):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def data_spec(value: str) -> dict[str, Any]:
-    """``--data``: a registered dataset name or a folder path (→ the ``folder`` dataset)."""
-    from . import list_plugins
-
-    if value in list_plugins("datasets"):
-        return {"name": value}
-    if "/" in value or Path(value).exists() or value.startswith("."):
-        return {"name": "folder", "root": str(Path(value).resolve())}
-    return {"name": value}  # unknown name: resolve_config reports it with suggestions
-
-
 # -- resolution --------------------------------------------------------------------
-def resolve_config(layers: list[dict[str, Any]]) -> RunConfig:
-    """Merge raw layers (file, flags, --set) over defaults and validate everything."""
-    from . import get_entry, validate_params
-
+def merge_layers(layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge raw layers in order; a plugin section naming another plugin replaces the earlier one."""
     raw: dict[str, Any] = {}
     for layer in layers:
         if not isinstance(layer, dict):
             raise ConfigError("a config layer must be a mapping")
+        for section in PLUGIN_SECTIONS:
+            new, old = layer.get(section), raw.get(section)
+            if isinstance(new, dict) and isinstance(old, dict) and "name" in new and new["name"] != old.get("name"):
+                raw = {**raw, section: {}}
         raw = deep_merge(raw, layer)
+    return raw
+
+
+def data_spec(value: str) -> dict[str, Any]:
+    """``--data``: a registered dataset name, or a folder that a dataset plugin opens."""
+    return path_section("datasets", value) or {"name": value}  # unknown name: reported with suggestions later
+
+
+def resolve_config(layers: list[dict[str, Any]], prompts: str | None = None) -> RunConfig:
+    """Merge raw layers (file, flags, --set) over defaults and validate everything.
+
+    ``prompts`` (the ``--prompts`` flag, a grid's prompts axis) sets the backbone's
+    prompt-set parameter, whatever the backbone calls it (its ``prompt_param`` extra).
+    """
+    raw = merge_layers(layers)
+    names = {section: _section_name(raw, section) for section in PLUGIN_SECTIONS}
+    bentry = get_entry("backbones", names["backbone"])
+    if prompts is not None:
+        param = bentry.extras.get("prompt_param")
+        if not param:
+            takers = [n for n in registry("backbones").names() if get_entry("backbones", n).extras.get("prompt_param")]
+            raise ConfigError(f"--prompts {prompts!r}: backbone {names['backbone']!r} takes no prompt set "
+                              f"(backbones that do: {', '.join(takers) or 'none installed'})")
+        raw = deep_merge(raw, {"backbone": {param: prompts}})
     base = schema.to_dict(RunConfig())
-    # plugin sections: a new name replaces the default's parameters instead of merging into them
-    for section in ("data", "labeler", "backbone"):
-        sec = raw.get(section)
-        if isinstance(sec, dict) and "name" in sec and sec["name"] != base[section].get("name"):
-            base[section] = {}
-    backbone_name = (raw.get("backbone") or {}).get("name", base["backbone"].get("name"))
-    if not isinstance(backbone_name, str):
-        raise ConfigError("config key 'backbone.name' must be a string")
-    entry = get_entry("backbones", backbone_name)
-    base["train"] = deep_merge(base["train"], dict(entry.extras.get("train") or {}))
-    # a dataset may suggest training settings for its images (e.g. their native size):
-    # ``train=`` in its registration, a dict or a function of its parameters
-    data_raw = deep_merge(base["data"], raw.get("data") or {}) if isinstance(raw.get("data", {}), dict) else {}
-    data_name = data_raw.get("name")
-    if isinstance(data_name, str):
-        dentry = get_entry("datasets", data_name)
-        suggest = dentry.extras.get("train") or {}
-        if callable(suggest):
-            dparams = validate_params(dentry, _without(data_raw, DATA_KEYS), "data")
-            suggest = suggest(dparams)
-        base["train"] = deep_merge(base["train"], dict(suggest))
-    merged = deep_merge(base, raw)
-    cfg: RunConfig = schema.build(RunConfig, merged)
-
-    # validate the plugin sections against their plugins' schemas (fills defaults)
-    cfg.backbone = {"name": backbone_name, **validate_params(entry, _without(cfg.backbone, ("name",)), "backbone")}
-    lab = cfg.labeler.get("name")
-    if not isinstance(lab, str):
-        raise ConfigError("config key 'labeler.name' is required (e.g. fsv, gradcam, cam-location)")
-    lentry = get_entry("labelers", lab)
-    cfg.labeler = {"name": lab, **validate_params(lentry, _without(cfg.labeler, ("name",)), "labeler")}
-    dname = cfg.data.get("name")
-    if not isinstance(dname, str):
-        raise ConfigError("config key 'data.name' is required (a dataset name or a folder path via --data)")
-    dentry = get_entry("datasets", dname)
-    extra = {k: cfg.data[k] for k in DATA_KEYS if k in cfg.data}
-    for k, tp in (("train_split", str), ("test_split", str)):
-        if k in extra and not isinstance(extra[k], tp):
-            raise ConfigError(f"config key 'data.{k}' must be a string")
-    for k in ("limit_train", "limit_test"):
-        if k in extra and extra[k] is not None and (not isinstance(extra[k], int) or extra[k] < 0):
-            raise ConfigError(f"config key 'data.{k}' must be a non-negative integer (0 = all)")
-    cfg.data = {
-        "name": dname,
-        "train_split": extra.get("train_split", "train"),
-        "test_split": extra.get("test_split", "test"),
-        "limit_train": extra.get("limit_train", 0) or 0,
-        "limit_test": extra.get("limit_test", 0) or 0,
-        **validate_params(dentry, _without(cfg.data, DATA_KEYS), "data"),
-    }
+    base["train"] = deep_merge(base["train"], dict(bentry.extras.get("train") or {}))
+    base["train"] = deep_merge(base["train"], _dataset_suggestion(raw, names["data"]))
+    for section, name in names.items():
+        raw = deep_merge(raw, {section: {"name": name}})
+    cfg: RunConfig = schema.build(RunConfig, deep_merge(base, raw))
+    cfg.backbone = resolve_section("backbones", cfg.backbone, "backbone")
+    cfg.labeler = resolve_section("labelers", cfg.labeler, "labeler")
+    cfg.data = resolve_data_section(cfg.data)
     if not cfg.loss:
-        cfg.loss = str(entry.extras.get("loss") or "bce+dice")
-    from .losses import parse_terms
-
-    for _, name in parse_terms(cfg.loss):
-        get_entry("losses", name)
+        cfg.loss = str(bentry.extras.get("loss") or "+".join(registry("losses").defaults()))
+        if not cfg.loss:
+            raise ConfigError(f"backbone {cfg.backbone['name']!r} declares no loss and no installed plugin "
+                              f"offers a default one; set loss: (crackseg list losses)")
+    check_loss(cfg.loss, cfg.loss_params)
     _check_train(cfg.train)
     return cfg
 
 
-def _without(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if k not in keys}
+def _section_name(raw: dict[str, Any], section: str) -> str:
+    sec = raw.get(section)
+    if sec is not None and not isinstance(sec, dict):
+        raise ConfigError(f"config key {section!r} must be a mapping with 'name' and parameters")
+    name = (sec or {}).get("name")
+    if name is None:
+        return default_name(PLUGIN_SECTIONS[section])
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"config key '{section}.name' must be a {section} name (a string)")
+    return name
+
+
+def resolve_section(kind: str, section: dict[str, Any], path: str, own: tuple[str, ...] = ("name",)) -> dict[str, Any]:
+    """``{"name": N, **params}`` with every parameter of plugin N validated and defaulted.
+
+    Keys in ``own`` belong to the section itself and are kept as they are.
+    """
+    name = section["name"]
+    params = {k: v for k, v in section.items() if k not in own}
+    kept = {k: section[k] for k in own if k in section}
+    return {**kept, **validate_params(get_entry(kind, name), params, path)}
+
+
+def resolve_data_section(section: dict[str, Any]) -> dict[str, Any]:
+    """The data section: name, the :class:`DataSplits` keys (validated, defaulted), the dataset's params."""
+    splits = schema.build(DataSplits, {k: v for k, v in section.items() if k in DATA_KEYS and k != "name"}, "data")
+    for k in ("limit_train", "limit_test"):
+        if getattr(splits, k) < 0:
+            raise ConfigError(f"config key 'data.{k}' must be a non-negative integer (0 = all)")
+    return {"name": section["name"], **schema.to_dict(splits),
+            **resolve_section("datasets", section, "data", own=DATA_KEYS)}
+
+
+def _dataset_suggestion(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    """Training settings the dataset suggests for its images (its ``train`` extra), given its params."""
+    entry = get_entry("datasets", name)
+    suggest = entry.extras.get("train") or {}
+    if callable(suggest):
+        section = raw.get("data") or {}
+        params = {k: v for k, v in section.items() if k not in DATA_KEYS}
+        suggest = suggest(validate_params(entry, params, "data"))
+    if not isinstance(suggest, dict):
+        raise ConfigError(f"dataset {name!r}: its training suggestion is not a mapping")
+    return dict(suggest)
+
+
+_TERM = re.compile(r"^\s*(?:(?P<w>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(?P<name>[A-Za-z0-9_.-]+)\s*$")
+
+
+def parse_terms(spec: str) -> list[tuple[float, str]]:
+    """A loss spec: ``"focal+0.5*edge"`` → ``[(1.0, "focal"), (0.5, "edge")]``."""
+    terms = []
+    for part in spec.split("+"):
+        m = _TERM.match(part)
+        if not m:
+            raise ConfigError(f"loss {spec!r}: cannot parse term {part.strip()!r} (write e.g. 'focal+dice+0.5*edge')")
+        terms.append((float(m.group("w") or 1.0), m.group("name")))
+    return terms
+
+
+def check_loss(spec: str, loss_params: dict[str, dict[str, Any]]) -> None:
+    """Every term of ``spec`` is a registered loss and ``loss_params`` fit those losses' schemas."""
+    terms = [name for _, name in parse_terms(spec)]
+    for name in terms:
+        get_entry("losses", name)
+    extra = sorted(set(loss_params) - set(terms))
+    if extra:
+        raise ConfigError(f"config key 'loss_params.{extra[0]}': {extra[0]!r} is not a term of loss {spec!r}")
+    for name, params in loss_params.items():
+        validate_params(get_entry("losses", name), params, f"loss_params.{name}")
 
 
 def _check_train(t: TrainConfig) -> None:
@@ -280,7 +267,8 @@ def _check_train(t: TrainConfig) -> None:
 
 
 def to_yaml(cfg: RunConfig) -> str:
-    return yaml.safe_dump(schema.to_dict(cfg), sort_keys=False, default_flow_style=None)
+    """The config as YAML (what ``config.yaml`` and ``config show`` hold)."""
+    return dump_yaml(schema.to_dict(cfg))
 
 
 def config_from_dict(d: dict[str, Any]) -> RunConfig:
@@ -290,23 +278,6 @@ def config_from_dict(d: dict[str, Any]) -> RunConfig:
 
 def diff_configs(a: RunConfig, b: RunConfig, ignore: tuple[str, ...] = ("out", "device", "shared_dir")) -> list[str]:
     """Dotted keys whose values differ (for ``--resume`` safety)."""
-    da, db = _flatten(schema.to_dict(a)), _flatten(schema.to_dict(b))
+    da, db = flatten(schema.to_dict(a)), flatten(schema.to_dict(b))
     keys = sorted(set(da) | set(db))
     return [k for k in keys if da.get(k) != db.get(k) and k.split(".")[0] not in ignore]
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, key))
-        else:
-            out[key] = v
-    return out
-
-
-def dataclass_fields(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
+from .components import create_dataset
+from .config import DATA_KEYS
 from .errors import DataError
-from .io import read_image, read_mask
+from .io import image_shape, read_image, read_mask
 
 
 @dataclass(frozen=True)
@@ -69,21 +71,10 @@ def file_sample(image_path: Path, mask_path: Path | None, stem: str | None = Non
 
         def load_mask() -> np.ndarray:
             # size check needs the image size; read its header cheaply via the image itself
-            shape = _image_shape(image_path)
+            shape = image_shape(image_path)
             return read_mask(mpath, shape)
 
     return Sample(stem=stem or image_path.stem, load_image=load_image, load_mask=load_mask, source=str(image_path))
-
-
-def _image_shape(path: Path) -> tuple[int, int]:
-    try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            w, h = im.size
-            return (h, w)
-    except Exception:  # noqa: BLE001 - fall back to a full decode (which names the file on error)
-        return tuple(read_image(path).shape[:2])  # type: ignore[return-value]
 
 
 class ListDataset:
@@ -102,3 +93,25 @@ class ListDataset:
                 f"dataset {self.name!r} has no split {split!r} (available: {', '.join(self._splits) or 'none'})"
             )
         return list(self._splits[split])
+
+
+# -- from a config's data section ---------------------------------------------------
+def load_samples(section: Mapping[str, Any], split: str, limit: int = 0) -> list[Sample]:
+    """The samples of ``split`` of the dataset that a ``data:`` section describes (the first ``limit`` if > 0).
+
+    ``section`` holds ``name`` and the dataset's parameters; the section's own keys
+    (``train_split``, ``limit_test``, ... see :class:`crackseg.config.DataSplits`) are ignored.
+    """
+    params = {k: v for k, v in section.items() if k not in DATA_KEYS}
+    samples = create_dataset(str(section["name"]), **params).samples(split)
+    return samples[:limit] if limit else samples
+
+
+def train_samples(section: Mapping[str, Any]) -> list[Sample]:
+    """The training samples of a resolved ``data:`` section (``train_split``, ``limit_train``)."""
+    return load_samples(section, section.get("train_split", "train"), int(section.get("limit_train") or 0))
+
+
+def test_samples(section: Mapping[str, Any]) -> list[Sample]:
+    """The test samples of a resolved ``data:`` section (``test_split``, ``limit_test``)."""
+    return load_samples(section, section.get("test_split", "test"), int(section.get("limit_test") or 0))

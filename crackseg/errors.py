@@ -23,7 +23,3 @@ class UnknownPluginError(CracksegError):
 
 class DataError(CracksegError):
     """Missing, unreadable, corrupt or inconsistent data."""
-
-
-class PluginLoadError(CracksegError):
-    """A plugin could not be imported or its hook raised."""

@@ -16,9 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .outputs import as_outputs, input_stats
-from .training import pad_to_multiple
-from .visualize import overlay  # noqa: F401 - re-exported for callers of this module
+from .backbone import as_outputs, input_stats, pad_to_multiple, size_multiple
 
 
 class Predictor:
@@ -36,7 +34,7 @@ class Predictor:
         mean, std = input_stats(model)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.multiple = int(getattr(model, "size_multiple", 1) or 1)
+        self.multiple = size_multiple(model)
         use_cuda = device.startswith("cuda")
         self.amp = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision) if use_cuda else None
 

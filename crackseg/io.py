@@ -100,12 +100,38 @@ def read_mask(path: str | os.PathLike[str], shape: tuple[int, int] | None = None
     return grey > 127
 
 
-def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files in ``folder`` (not recursive), sorted by name."""
+def images_by_stem(folder: str | os.PathLike[str], suffixes: tuple[str, ...] = IMAGE_SUFFIXES,
+                   what: str = "image") -> dict[str, Path]:
+    """Image files of ``folder`` (not recursive) keyed by stem, in name order.
+
+    Hidden files (a leading dot) are skipped; a missing folder or two files with one
+    stem (``a.png``, ``a.jpg``) is a :class:`DataError` naming them.
+    """
     d = Path(folder)
     if not d.is_dir():
         raise DataError(f"{d}: folder not found")
-    return sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    out: dict[str, Path] = {}
+    for p in sorted(d.iterdir()):
+        if p.name.startswith(".") or p.suffix.lower() not in suffixes or not p.is_file():
+            continue
+        if p.stem in out:
+            raise DataError(f"{d}: two {what} files share the stem {p.stem!r} ({out[p.stem].name}, {p.name}); "
+                            f"keep one")
+        out[p.stem] = p
+    return out
+
+
+def image_shape(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(H, W) of an image, from its header when possible (a full decode, which names the file on error, otherwise)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            return (h, w)
+    except Exception:  # noqa: BLE001 - fall back to a full decode
+        h, w = read_image(path).shape[:2]
+        return (h, w)
 
 
 # -- atomic writes --------------------------------------------------------------

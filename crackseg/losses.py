@@ -6,27 +6,15 @@ Individual losses are plugins (``register_losses``); each maps
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Mapping
 
 import torch
 
+from .components import get_entry, instantiate
+from .config import parse_terms
 from .errors import ConfigError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-_TERM = re.compile(r"^\s*(?:(?P<w>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(?P<name>[A-Za-z0-9_.-]+)\s*$")
-
-
-def parse_terms(spec: str) -> list[tuple[float, str]]:
-    """``"focal+0.5*edge"`` → ``[(1.0, "focal"), (0.5, "edge")]``."""
-    terms = []
-    for part in spec.split("+"):
-        m = _TERM.match(part)
-        if not m:
-            raise ConfigError(f"loss {spec!r}: cannot parse term {part.strip()!r} (write e.g. 'focal+dice+0.5*edge')")
-        terms.append((float(m.group("w") or 1.0), m.group("name")))
-    return terms
 
 
 class WeightedSum(torch.nn.Module):
@@ -48,15 +36,13 @@ class WeightedSum(torch.nn.Module):
 
 def parse_loss(spec: str, params: Mapping[str, Any] | None = None) -> WeightedSum:
     """Build ``spec`` from registered losses; ``params[name]`` holds each term's parameters."""
-    from . import create
-
     params = dict(params or {})
     terms = []
     for w, name in parse_terms(spec):
         sub = params.pop(name, {}) or {}
         if not isinstance(sub, Mapping):
-            raise ConfigError(f"loss_params.{name} must be a mapping of that loss's parameters")
-        terms.append((w, name, create("losses", name, **dict(sub))))
+            raise ConfigError(f"config key 'loss_params.{name}' must be a mapping of that loss's parameters")
+        terms.append((w, name, instantiate(get_entry("losses", name), dict(sub), f"loss_params.{name}")))
     if params:
         raise ConfigError(
             f"loss_params has keys for losses not in {spec!r}: {', '.join(sorted(params))}"

@@ -92,8 +92,6 @@ __all__ = [
     "pair_by_stem",
     "prf_rows",
     "write_prf_table",
-    "format_markdown_row",
-    "MARKDOWN_HEADER",
 ]
 
 PROTOCOLS: tuple[str, ...] = ("crackclip", "paper")
@@ -103,8 +101,6 @@ N_THRESHOLDS = 100
 #: Threshold i as an exact grey-level cut: crack when value > _CUTS[i].
 _CUTS = (255 * np.arange(N_THRESHOLDS)) // 100
 _GRID = np.arange(N_THRESHOLDS) / 100.0
-
-MARKDOWN_HEADER = "| method | ODS (%) | OIS (%) | AP (%) |\n|---|---|---|---|"
 
 
 # -- result -----------------------------------------------------------------------
@@ -390,18 +386,6 @@ def _result_paper(stems: list[str], tp: np.ndarray, fp: np.ndarray, fn: np.ndarr
 
 
 # -- folders --------------------------------------------------------------------
-def _by_stem(files: list[Path], what: str) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for f in files:
-        if f.stem in out:
-            raise DataError(
-                f"{f.parent}: two {what} files share the stem {f.stem!r} "
-                f"({out[f.stem].name}, {f.name}); keep one"
-            )
-        out[f.stem] = f
-    return out
-
-
 def _name_some(stems: list[str], limit: int = 5) -> str:
     shown = ", ".join(stems[:limit])
     return shown + (f", ... ({len(stems) - limit} more)" if len(stems) > limit else "")
@@ -414,10 +398,10 @@ def pair_by_stem(
 
     Missing or extra files raise :class:`DataError` naming up to 5 stems on each side.
     """
-    from .io import list_images
+    from .io import images_by_stem
 
-    preds = _by_stem(list_images(pred_dir), "prediction")
-    gts = _by_stem(list_images(gt_dir), "ground-truth")
+    preds = images_by_stem(pred_dir, what="prediction")
+    gts = images_by_stem(gt_dir, what="ground-truth")
     if not gts:
         raise DataError(f"{gt_dir}: no ground-truth images found")
     if not preds:
@@ -486,12 +470,3 @@ def write_prf_table(result: MetricsResult, path: str | os.PathLike[str]) -> None
     from .io import write_text
 
     write_text(path, "\n".join(prf_rows(result)) + "\n")
-
-
-def format_markdown_row(result: MetricsResult, name: str = "crackseg") -> str:
-    """``| name | ODS | OIS | AP |`` in percent with 2 decimals (see :data:`MARKDOWN_HEADER`)."""
-
-    def pct(x: float) -> str:
-        return "n/a" if math.isnan(float(x)) else f"{100.0 * float(x):.2f}"
-
-    return f"| {name} | {pct(result.ods)} | {pct(result.ois)} | {pct(result.ap)} |"

@@ -8,32 +8,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import CracksegError
-from .io import IMAGE_SUFFIXES, list_images, read_image, write_png
-
-
-def find_checkpoint(source: str | Path) -> Path:
-    p = Path(source)
-    if p.is_dir():
-        p = p / "checkpoint.pt"
-    if not p.is_file():
-        raise CracksegError(f"{source}: no checkpoint found (give a run folder or a checkpoint.pt file)")
-    return p
-
-
-def load_model(source: str | Path) -> tuple[Any, dict[str, Any]]:
-    """Rebuild the backbone recorded in a checkpoint and load its weights."""
-    from . import create_backbone
-    from .outputs import load_checkpoint_state
-    from .training import load_checkpoint
-
-    ckpt = load_checkpoint(find_checkpoint(source))
-    spec = ckpt["backbone"]
-    model = create_backbone(spec["name"], **dict(spec.get("params") or {}))
-    try:
-        load_checkpoint_state(model, ckpt["model"])
-    except RuntimeError as exc:
-        raise CracksegError(f"{source}: checkpoint does not fit backbone {spec['name']!r}: {str(exc).splitlines()[0]}") from None
-    return model, ckpt
+from .io import IMAGE_SUFFIXES, images_by_stem, read_image, write_png
+from .overlays import overlay
 
 
 def collect_images(inputs: Sequence[str]) -> list[Path]:
@@ -41,7 +17,7 @@ def collect_images(inputs: Sequence[str]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            paths.extend(list_images(p))
+            paths.extend(images_by_stem(p).values())
         elif p.is_file():
             if p.suffix.lower() not in IMAGE_SUFFIXES:
                 raise CracksegError(f"{p}: not an image file ({', '.join(IMAGE_SUFFIXES)})")
@@ -63,9 +39,9 @@ def predict_paths(source: str | Path, inputs: Sequence[str], out: str | Path, *,
     """Write ``out/<stem>.png`` (binary), ``out/prob/<stem>.png`` and ``out/overlay/<stem>.png``."""
     from tqdm.auto import tqdm
 
+    from .checkpoints import load_model
     from .distributed import resolve_device
     from .inference import Predictor, postprocess
-    from .visualize import overlay
 
     paths = collect_images(inputs)
     model, ckpt = load_model(source)

@@ -45,7 +45,7 @@ def tiny_crack_samples(n: int = 3, size: int = 64, seed: int = 0) -> list[Sample
 
 
 class BackboneContract:
-    """Contract of a backbone plugin (see ``crackseg.hookspecs.register_backbones``)."""
+    """Contract of a backbone plugin (see ``crackseg.plugins.hookspecs.register_backbones``)."""
 
     name: ClassVar[str] = ""
     params: ClassVar[dict[str, Any]] = {}
@@ -65,7 +65,7 @@ class BackboneContract:
         h, w = (fixed, fixed) if fixed else self.input_hw
         mult = int(getattr(model, "size_multiple", 1) or 1)
         if not fixed and mult > 1:
-            from crackseg.training import pad_to_multiple
+            from crackseg.backbone import pad_to_multiple
 
             x, h, w = pad_to_multiple(torch.rand(2, 3, h, w), mult)
             return x, h, w
@@ -77,7 +77,7 @@ class BackboneContract:
     def test_forward_shapes(self):
         import torch
 
-        from crackseg.outputs import as_outputs
+        from crackseg.backbone import as_outputs
 
         model = self.make().eval()
         x, h, w = self._input(model)
@@ -90,7 +90,7 @@ class BackboneContract:
             assert torch.isfinite(t).all(), key
 
     def test_backward_reaches_trainable_parameters(self):
-        from crackseg.outputs import as_outputs, loss_weights
+        from crackseg.backbone import as_outputs, loss_weights
 
         model = self.make().train()
         x, _, _ = self._input(model)
@@ -105,16 +105,17 @@ class BackboneContract:
     def test_checkpoint_round_trip(self):
         import torch
 
-        from crackseg.outputs import as_outputs, checkpoint_state, load_checkpoint_state
+        from crackseg.backbone import as_outputs
+        from crackseg.checkpoints import load_model_state, model_state
 
         model = self.make().eval()
         with torch.no_grad():
             for p in model.parameters():
                 if p.requires_grad:
                     p.add_(0.01 * torch.randn_like(p))
-        state = checkpoint_state(model)
+        state = model_state(model)
         other = self.make().eval()
-        load_checkpoint_state(other, state)
+        load_model_state(other, state)
         x, _, _ = self._input(model)
         with torch.no_grad():
             a, b = as_outputs(model(x))["out"], as_outputs(other(x))["out"]
@@ -211,19 +212,20 @@ class LabelerContract:
 
     name: ClassVar[str] = ""
     params: ClassVar[dict[str, Any]] = {}
-    classifier_config: ClassVar[dict[str, Any]] = {}
     image_size: ClassVar[int] = 64
 
-    def context(self, tmp_path: Path):
-        from crackseg.labeling import LabelContext
+    def context(self, tmp_path: Path, labeler: Any = None):
+        """A CPU context; every artefact the labeler declares gets a folder under ``tmp_path``."""
+        from crackseg.labeler import LabelContext, declared_artefacts
 
-        return LabelContext(device="cpu", work_dir=tmp_path / "labeler", seed=0, quiet=True,
-                            classifier_config=dict(self.classifier_config), batch_size=4)
+        work = tmp_path / "labeler"
+        dirs = {name: work / name for name in declared_artefacts(labeler)} if labeler is not None else {}
+        return LabelContext(device="cpu", work_dir=work, seed=0, quiet=True, batch_size=4, artefact_dirs=dirs)
 
     def test_labels_have_image_shape(self, tmp_path):
         samples = tiny_crack_samples(3, self.image_size)
         lab = crackseg.create_labeler(self.name, **self.params)
-        ctx = self.context(tmp_path)
+        ctx = self.context(tmp_path, lab)
         lab.prepare(samples, ctx)
         out = lab.label(samples, ctx)
         assert len(out) == len(samples)
@@ -236,7 +238,7 @@ class LabelerContract:
     def test_fingerprint_is_stable(self, tmp_path):
         samples = tiny_crack_samples(3, self.image_size)
         lab = crackseg.create_labeler(self.name, **self.params)
-        lab.prepare(samples, self.context(tmp_path))
+        lab.prepare(samples, self.context(tmp_path, lab))
         fp = lab.fingerprint()
         assert isinstance(fp, str) and fp
         assert fp == lab.fingerprint()

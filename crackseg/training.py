@@ -22,12 +22,11 @@ import numpy as np
 import torch
 
 from . import distributed as dist_utils
+from .backbone import as_outputs, pad_to_multiple, size_multiple
+from .checkpoints import load_checkpoint, load_model_state, model_state, save_checkpoint
 from .config import TrainConfig
 from .distributed import DistEnv
 from .errors import CracksegError
-from .outputs import as_outputs, checkpoint_state, input_stats, load_checkpoint_state
-
-CHECKPOINT_FORMAT = 1
 
 
 # -- data ------------------------------------------------------------------------
@@ -143,14 +142,6 @@ class _TrainForward(torch.nn.Module):
         return as_outputs(self.model(x))
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
-    return x, h, w
-
-
 # -- training ----------------------------------------------------------------------
 @dataclass
 class TrainResult:
@@ -169,26 +160,6 @@ def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a crackseg checkpoint safely (``weights_only=True``), naming the file on error."""
-    p = Path(path)
-    if not p.is_file():
-        raise CracksegError(f"{p}: checkpoint not found")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise CracksegError(f"{p}: cannot read checkpoint ({' '.join(str(exc).split())[:200]})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "backbone" not in ckpt:
-        raise CracksegError(f"{p}: not a crackseg segmentation checkpoint")
-    return ckpt
-
-
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    from .io import atomic_write
-
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def train_segmentation(
@@ -221,7 +192,7 @@ def train_segmentation(
     if not trainable:
         # a training-free backbone (e.g. crackclip-zeroshot): record it and go on to predict
         if env.is_main:
-            save_checkpoint(checkpoint_path, {**meta, "format": CHECKPOINT_FORMAT, "model": checkpoint_state(model),
+            save_checkpoint(checkpoint_path, {**meta, "model": model_state(model),
                                               "optimizer": None, "scheduler": None, "epoch": 0, "step": 0,
                                               "done": True, "history": []})
         dist_utils.barrier(env)
@@ -234,7 +205,7 @@ def train_segmentation(
     start_epoch, step, history = 0, 0, []
     if resume and checkpoint_path.is_file():
         ckpt = load_checkpoint(checkpoint_path)
-        load_checkpoint_state(model, ckpt["model"])
+        load_model_state(model, ckpt["model"])
         if ckpt.get("optimizer"):
             optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None and ckpt.get("scheduler"):
@@ -262,7 +233,7 @@ def train_segmentation(
         train_set, batch_size=per_rank, sampler=sampler, num_workers=cfg.num_workers,
         collate_fn=_collate, pin_memory=use_cuda, drop_last=False,
     )
-    multiple = int(getattr(model, "size_multiple", 1) or 1)
+    multiple = size_multiple(model)
     t0 = time.perf_counter()
     seen = 0
     stopped = ""
@@ -305,8 +276,7 @@ def train_segmentation(
         if env.is_main:
             save_checkpoint(checkpoint_path, {
                 **meta,
-                "format": CHECKPOINT_FORMAT,
-                "model": checkpoint_state(model),
+                "model": model_state(model),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "epoch": epoch + 1,

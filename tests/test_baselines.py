@@ -248,7 +248,8 @@ class TestOEDContract(BackboneContract):
 def test_config_file_resolves(name: str) -> None:
     from pathlib import Path
 
-    from crackseg.config import load_yaml, resolve_config
+    from crackseg.config import resolve_config
+    from crackseg.layers import load_yaml
 
     path = Path(__file__).resolve().parents[1] / "configs" / "backbones" / f"{name}.yaml"
     cfg = resolve_config([load_yaml(path), {"data": {"name": "synthetic"}}])

@@ -17,7 +17,7 @@ pytest.importorskip("pytorch_grad_cam")
 import crackseg  # noqa: E402
 from crackseg.data import ListDataset, Sample  # noqa: E402
 from crackseg.errors import ConfigError, CracksegError, DataError  # noqa: E402
-from crackseg.labeling import LabelContext, Labeler  # noqa: E402
+from crackseg.labeler import LabelContext, Labeler  # noqa: E402
 from crackseg_cam import CAM_METHODS  # noqa: E402
 from crackseg_cam.cams import assemble, gate_weights, image_cam  # noqa: E402
 from crackseg_cam.classifier import (  # noqa: E402
@@ -74,8 +74,9 @@ def tiny_classifier(bias=None) -> Classifier:
     return Classifier(Tiny(bias), "tiny", 32, digest="tiny")
 
 
-def ctx(tmp_path: Path, **cfg) -> LabelContext:
-    return LabelContext(work_dir=tmp_path, classifier_config={**SMALL, **cfg}, quiet=True, batch_size=8)
+def ctx(tmp_path: Path) -> LabelContext:
+    """The classifier artefact lives in tmp_path itself (as a shared stage folder would)."""
+    return LabelContext(work_dir=tmp_path / "work", quiet=True, batch_size=8, artefact_dirs={"classifier": tmp_path})
 
 
 # -- classifier --------------------------------------------------------------------------
@@ -146,28 +147,35 @@ def test_missing_classifier_error_is_one_line(tmp_path):
     with pytest.raises(CracksegError) as exc:
         lab.prepare(no_masks, LabelContext(work_dir=tmp_path, quiet=True))
     msg = str(exc.value)
-    assert "\n" not in msg and "--classifier" in msg and "weak" in msg
+    assert "\n" not in msg and "labeler.classifier.checkpoint" in msg and "weak" in msg
     with pytest.raises(CracksegError, match="classifier"):
         lab.label(no_masks, LabelContext(work_dir=tmp_path))
+    given = crackseg.create_labeler("gradcam", classifier={"checkpoint": str(tmp_path / "none.pt")})
+    assert given.artefacts() == {}  # nothing to train when a checkpoint is given
     with pytest.raises(DataError, match="not found"):
-        lab.prepare(no_masks, LabelContext(work_dir=tmp_path, classifier=str(tmp_path / "none.pt")))
+        given.prepare(no_masks, LabelContext(work_dir=tmp_path))
 
 
 def test_prepare_trains_once_then_reuses_and_fingerprint(tmp_path):
     samples = [line_sample(i) for i in range(3)]
-    lab = crackseg.create_labeler("gradcam", patch_size=64)
+    lab = crackseg.create_labeler("gradcam", patch_size=64, classifier=SMALL)
+    assert set(lab.artefacts()) == {"classifier"} and lab.artefacts()["classifier"]["arch"] == "resnet18"
     f0 = lab.fingerprint()
     lab.prepare(samples, ctx(tmp_path))
     ckpt = tmp_path / "classifier.pt"
     mtime = ckpt.stat().st_mtime_ns
     f1 = lab.fingerprint()
     assert f1 != f0  # the classifier's content is part of it
-    lab2 = crackseg.create_labeler("gradcam", patch_size=64)
+    # another CAM labeler with the same classifier settings declares the same artefact and reuses it
+    lab2 = crackseg.create_labeler("cam-crf", patch_size=64, classifier=SMALL)
+    assert lab2.artefacts() == lab.artefacts()
     lab2.prepare(samples, ctx(tmp_path))
     assert ckpt.stat().st_mtime_ns == mtime  # loaded, not retrained
+    lab2 = crackseg.create_labeler("gradcam", patch_size=64, classifier=SMALL)
+    lab2.prepare(samples, ctx(tmp_path))
     assert lab2.fingerprint() == f1
-    lab3 = crackseg.create_labeler("gradcam", patch_size=64, threshold=0.3)
-    lab3.prepare(samples, LabelContext(classifier=str(ckpt), quiet=True))
+    lab3 = crackseg.create_labeler("gradcam", patch_size=64, threshold=0.3, classifier={"checkpoint": str(ckpt)})
+    lab3.prepare(samples, LabelContext(quiet=True))
     assert lab3.fingerprint() != f1
     labels = lab2.label(samples[:1], ctx(tmp_path))
     assert labels[0].soft.shape == (64, 64) and labels[0].binary.dtype == bool
@@ -178,6 +186,7 @@ def test_gradcam_one_patch_equals_pytorch_grad_cam_times_gate():
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    torch.manual_seed(0)  # a random network whose crack-class map is not all zero
     model = build_model("resnet18")
     clf = Classifier(model, "resnet18", 64)
     img = line_sample(1).load_image()

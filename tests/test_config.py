@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from crackseg.config import parse_set, parse_value, resolve_config, to_yaml, load_yaml, diff_configs
+from crackseg.config import diff_configs, resolve_config, to_yaml
+from crackseg.layers import load_yaml, parse_set, parse_value
 from crackseg.errors import ConfigError, UnknownPluginError
 
 

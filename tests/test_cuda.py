@@ -43,17 +43,17 @@ def test_predictions_agree_between_cpu_and_cuda(monkeypatch):
 
 
 def test_gradcam_labeler_on_cuda_matches_cpu(tmp_path):
-    from crackseg.labeling import LabelContext
+    from crackseg.labeler import LabelContext
     from crackseg.testing import tiny_crack_samples
 
     samples = tiny_crack_samples(3, 64)
     cfg = {"arch": "resnet18", "patch_size": 32, "stride": 32, "epochs": 1, "batch_size": 8}
-    cpu_ctx = LabelContext(device="cpu", work_dir=tmp_path / "c", quiet=True, classifier_config=cfg)
-    lab = crackseg.create_labeler("gradcam")
+    cpu_ctx = LabelContext(device="cpu", work_dir=tmp_path / "c", quiet=True)
+    lab = crackseg.create_labeler("gradcam", classifier=cfg)
     lab.prepare(samples, cpu_ctx)
     a = lab.label(samples, cpu_ctx)
-    gpu_ctx = LabelContext(device="cuda", work_dir=tmp_path / "c", quiet=True, classifier_config=cfg)
-    lab2 = crackseg.create_labeler("gradcam")
+    gpu_ctx = LabelContext(device="cuda", work_dir=tmp_path / "c", quiet=True)
+    lab2 = crackseg.create_labeler("gradcam", classifier=cfg)
     lab2.prepare(samples, gpu_ctx)  # loads the same classifier
     b = lab2.label(samples, gpu_ctx)
     for x, y in zip(a, b):

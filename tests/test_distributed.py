@@ -182,9 +182,9 @@ def test_patch_classifier_trains_data_parallel(env, tmp_path):
 def test_run_with_cam_labeler_on_two_processes(env, tmp_path):
     out = tmp_path / "run"
     r = torchrun(2, ["run", *ARGS, "--labeler", "gradcam", "--out", str(out), "--set", "train.epochs=1",
-                     "--set", "classifier.arch=resnet18", "--set", "classifier.patch_size=32",
-                     "--set", "classifier.stride=32", "--set", "classifier.epochs=1",
-                     "--set", "classifier.max_patches_per_epoch=64"], env)
+                     "--set", "labeler.classifier.arch=resnet18", "--set", "labeler.classifier.patch_size=32",
+                     "--set", "labeler.classifier.stride=32", "--set", "labeler.classifier.epochs=1",
+                     "--set", "labeler.classifier.max_patches_per_epoch=64"], env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert len(list((out / "labels").glob("*.png"))) == 8
     assert json.loads((out / "metrics.json").read_text())["n"] == 4

@@ -18,7 +18,6 @@ from crackseg.metrics import (
     MetricAccumulator,
     counts_from_histograms,
     evaluate_dirs,
-    format_markdown_row,
     image_histograms,
     pred_to_uint8,
     write_prf_table,
@@ -342,7 +341,10 @@ def test_evaluate_dirs_pairs_by_stem(tmp_path):
     assert res.n == 2
     by_stem = {d["stem"]: d for d in res.per_image}
     assert by_stem["a"]["f1"] == 1.0 and by_stem["b"]["f1"] == 0.0
-    assert format_markdown_row(res, "x").startswith("| x | ")
+    from crackseg.tables import results_table
+
+    row = results_table([{**res.to_json(), "labeler": "x"}]).splitlines()[-1]
+    assert row.startswith("| x | ") and f"| {100 * res.ods:.2f} |" in row
 
 
 def test_evaluate_dirs_names_missing_and_extra(tmp_path):

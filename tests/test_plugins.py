@@ -10,7 +10,7 @@ import pytest
 import crackseg
 from crackseg.errors import CracksegError, UnknownPluginError
 from crackseg.plugins import PluginManager, get_manager
-from crackseg.registry import Entry, Registry, unknown_name_message
+from crackseg.plugins.registry import Entry, Registry, unknown_name_message
 
 from conftest import run_cli
 
@@ -152,7 +152,7 @@ def test_plugins_command_lists_builtins():
 def test_every_hook_is_documented_in_contributing():
     import inspect
 
-    from crackseg import hookspecs
+    from crackseg.plugins import hookspecs
 
     text = (Path(__file__).resolve().parents[1] / "CONTRIBUTING.md").read_text()
     hooks = [n for n, f in vars(hookspecs).items() if callable(f) and hasattr(f, "crackseg_spec")]

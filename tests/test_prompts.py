@@ -8,7 +8,7 @@ import pytest
 
 import crackseg
 from crackseg.errors import ConfigError, CracksegError
-from crackseg.prompts import WINCLIP_TEMPLATES, PromptSet, load_prompt_file
+from crackseg_crackclip.prompts import WINCLIP_TEMPLATES, PromptSet, load_prompt_file
 from crackseg.testing import PromptSetContract
 
 
@@ -126,5 +126,5 @@ def test_missing_prompt_file(tmp_path: Path) -> None:
 
 def test_unknown_prompt_file_parameter(tmp_path: Path) -> None:
     path = _write(tmp_path, "normal: ['{}']\ncrack: ['{}']\n")
-    with pytest.raises(ConfigError, match="unknown parameter"):
-        load_prompt_file(path, colour="red")
+    with pytest.raises(ConfigError, match="colour' is unknown"):
+        crackseg.create_prompt_set(str(path), colour="red")

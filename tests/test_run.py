@@ -238,7 +238,7 @@ class DarkLabeler:
 
     def label(self, samples, context):
         import numpy as np
-        from crackseg.labeling import PseudoLabel
+        from crackseg.labeler import PseudoLabel
 
         out = []
         for s in samples:
@@ -292,14 +292,15 @@ def test_cam_location_with_crackclip_end_to_end(tmp_path):
                 "--set", "data.n_train=4", "--set", "data.n_test=2", "--set", "data.size=64",
                 "--set", f"backbone.model={cfg}", "--set", "backbone.image_size=64",
                 "--set", "backbone.layers=[1,2,3,4]", "--set", "backbone.random_init=true",
-                "--set", "classifier.arch=resnet18", "--set", "classifier.patch_size=32",
-                "--set", "classifier.stride=32", "--set", "classifier.epochs=1", "--set", "train.epochs=1")
+                "--set", "labeler.classifier.arch=resnet18", "--set", "labeler.classifier.patch_size=32",
+                "--set", "labeler.classifier.stride=32", "--set", "labeler.classifier.epochs=1",
+                "--set", "train.epochs=1")
     assert r.returncode == 0, r.stderr
     assert "RANDOM weights" in r.stderr  # the loud warning
     assert "| cam-location | crackclip | synthetic |" in r.stdout and "random-init CLIP" in r.stdout
     ck = __import__("torch").load(out / "checkpoint.pt", weights_only=True)
     assert ck["model"] and all(k.startswith("adapters") for k in ck["model"])  # adapters only
-    assert (out / "labeler" / "classifier.pt").is_file() and len(list((out / "labels").glob("*.png"))) == 4
+    assert (out / "labeler" / "classifier" / "classifier.pt").is_file() and len(list((out / "labels").glob("*.png"))) == 4
 
 
 def test_missing_clip_weights_fail_before_anything_is_written(tmp_path):

@@ -40,6 +40,10 @@ from typing import Any
 import crackseg
 from crackseg.errors import ConfigError
 
+#: packages this plugin needs (its components are listed as unavailable without them)
+CRACKSEG_REQUIRES = ("torch",)
+CRACKSEG_INSTALL_HINT = "pip install 'crackseg[baselines]'"
+
 __all__ = [
     "UNetOriginalParams",
     "DeepCrackLiuParams",

@@ -7,9 +7,10 @@ Labelers (phase 1 of the paper, §3.2 / §4.4.2):
 * ``cam-crf``: a CAM refined by a dense CRF (PWSC, Dong et al. 2020);
 * ``cam-location``: GPLL (König et al. 2022), presets ``crackclip`` and ``koenig``.
 
-All of them need a binary patch classifier: ``--classifier CKPT`` or one
-trained in ``prepare`` from weak labels (the ``classifier:`` config section).
-The ``train-classifier`` command trains one on its own.
+All of them need a binary patch classifier: each labeler's ``classifier``
+section either names a finished checkpoint (``classifier.checkpoint``) or sets
+how one is trained in ``prepare`` from weak labels. The ``train-classifier``
+command trains one on its own.
 
 This module only registers; torch, cv2 and pytorch-grad-cam are imported by
 the factories' modules when a labeler is built.
@@ -24,6 +25,10 @@ import crackseg
 from .params import CAM_METHODS, CamCrfParams, CamLocationParams, CamParams, ClassifierConfig
 
 __all__ = ["CAM_METHODS", "CamParams", "CamCrfParams", "CamLocationParams", "ClassifierConfig"]
+
+#: packages this plugin needs (its components are listed as unavailable without them)
+CRACKSEG_REQUIRES = ("torch", "torchvision", "pytorch_grad_cam", "pydensecrf", "skimage")
+CRACKSEG_INSTALL_HINT = "pip install 'crackseg[cam]'"
 
 _CAM_DESCRIPTIONS = {
     "gradcam": "Grad-CAM of a patch classifier (the paper's Grad-CAM baseline)",
@@ -57,13 +62,11 @@ def _build_location(**params: Any) -> Any:
 def register_labelers(register: Any) -> None:
     for name, cls in CAM_METHODS.items():
         register(name, _cam_factory(name), params=CamParams,
-                 description=_CAM_DESCRIPTIONS.get(name, f"{cls} (pytorch-grad-cam) of a patch classifier"),
-                 needs_classifier=True)
+                 description=_CAM_DESCRIPTIONS.get(name, f"{cls} (pytorch-grad-cam) of a patch classifier"))
     register("cam-crf", _build_crf, params=CamCrfParams,
-             description="CAM refined by a dense CRF (PWSC, Dong et al. 2020)", needs_classifier=True)
+             description="CAM refined by a dense CRF (PWSC, Dong et al. 2020)")
     register("cam-location", _build_location, params=CamLocationParams,
-             description="classifier localisation + CAM + local multi-Otsu (GPLL, König et al. 2022)",
-             needs_classifier=True)
+             description="classifier localisation + CAM + local multi-Otsu (GPLL, König et al. 2022)")
 
 
 @crackseg.hookimpl

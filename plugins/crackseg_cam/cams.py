@@ -30,11 +30,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from crackseg import schema
 from crackseg.data import Sample
+from crackseg.distributed import resolve_device
 from crackseg.errors import ConfigError, CracksegError
-from crackseg.labeling import LabelContext, PseudoLabel
+from crackseg.labeler import LabelContext, PseudoLabel
 
-from .params import CAM_METHODS, CamParams
+from .params import CAM_METHODS, CamParams, check_classifier
 from .patches import extract_patches, patch_grid
 
 CRACK = 1  # class index of "crack" in our classifiers
@@ -147,37 +149,46 @@ def whole_image_cam(classifier: Any, image: np.ndarray, method: str, target: int
 
 # -- labeler base ----------------------------------------------------------------------
 class ClassifierLabeler:
-    """Base of labelers that need a patch classifier (load it, or train one in ``prepare``)."""
+    """Base of labelers that need a patch classifier: loaded from ``classifier.checkpoint`` or trained.
 
-    needs_classifier = True
+    The classifier is the labeler's declared artefact ``classifier``: the pipeline
+    keys its folder by the classifier settings and the training data, so every CAM
+    labeler with the same ``classifier`` section trains it once.
+    """
+
     #: every rank calls prepare() together: the classifier trains with DistributedDataParallel
     distributed_prepare = True
     name = "?"
 
     def __init__(self, params: Any) -> None:
         check_common(params)
+        check_classifier(params.classifier, "labeler.classifier")
         self.params = params
         self.classifier: Any = None
 
     # -- classifier ------------------------------------------------------------------
+    def artefacts(self) -> dict[str, Any]:
+        """``{"classifier": settings}``; nothing when a finished checkpoint is given."""
+        c = self.params.classifier
+        if c.checkpoint:
+            return {}
+        return {"classifier": {k: v for k, v in schema.to_dict(c).items() if k != "checkpoint"}}
+
     def prepare(self, train: Sequence[Sample], context: LabelContext) -> None:
-        """Load ``context.classifier``, or train/resume one in ``context.work_dir / "classifier.pt"``."""
-        from .classifier import (
-            _config_key, checkpoint_status, classifier_config, load_classifier, resolve_device,
-            train_classifier,
-        )
+        """Load ``classifier.checkpoint``, or train/resume one in the ``classifier`` artefact folder."""
+        from .classifier import _config_key, checkpoint_status, load_classifier, train_classifier
 
         device = resolve_device(context.device)
-        if context.classifier:
-            self.classifier = load_classifier(context.classifier, device)
+        cfg = self.params.classifier
+        if cfg.checkpoint:
+            self.classifier = load_classifier(cfg.checkpoint, device)
             return
-        cfg = classifier_config(context.classifier_config)
         if cfg.weak_labels is None and not any(s.has_mask for s in train):
             raise CracksegError(
-                f"labeler {self.name!r} needs a patch classifier: pass --classifier CKPT, or weak labels "
-                f"(classifier.weak_labels=FILE.csv, or masks in the training data) to train one"
+                f"labeler {self.name!r} needs a patch classifier: set labeler.classifier.checkpoint=CKPT, or give "
+                f"weak labels (labeler.classifier.weak_labels=FILE.csv, or masks in the training data) to train one"
             )
-        path = Path(context.work_dir) / "classifier.pt"
+        path = context.artefact_dir("classifier") / "classifier.pt"
         seed = cfg.seed if cfg.seed is not None else context.seed
         key = _config_key(cfg, seed, [s.stem for s in train])
         resume = True
@@ -192,7 +203,8 @@ class ClassifierLabeler:
     def _need_classifier(self) -> Any:
         if self.classifier is None:
             raise CracksegError(
-                f"labeler {self.name!r} has no patch classifier; call prepare() first or pass --classifier CKPT"
+                f"labeler {self.name!r} has no patch classifier; call prepare() first or set "
+                f"labeler.classifier.checkpoint=CKPT"
             )
         return self.classifier
 

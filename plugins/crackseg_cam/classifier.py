@@ -28,7 +28,7 @@ from crackseg.distributed import resolve_device  # noqa: F401 - re-exported
 from crackseg.errors import ConfigError, CracksegError, DataError
 from crackseg.io import atomic_write, write_json
 
-from .params import ClassifierConfig
+from .params import ClassifierConfig, check_classifier
 from .patches import PatchDataset, PatchRef, build_refs, read_weak_label_csv
 
 FORMAT = "crackseg-patch-classifier"
@@ -37,19 +37,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def classifier_config(data: dict[str, Any] | None) -> ClassifierConfig:
-    """Validate the ``classifier:`` mapping (unknown keys, types, ranges) into a :class:`ClassifierConfig`."""
-    cfg = schema.build(ClassifierConfig, dict(data or {}), "classifier")
-    positive = ("patch_size", "stride", "epochs", "batch_size", "chunk_images")
-    for name in positive:
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"config key 'classifier.{name}' must be >= 1, got {getattr(cfg, name)}")
-    if cfg.lr <= 0:
-        raise ConfigError(f"config key 'classifier.lr' must be > 0, got {cfg.lr}")
-    if not 0.0 <= cfg.val_fraction < 1.0:
-        raise ConfigError(f"config key 'classifier.val_fraction' must be in [0, 1), got {cfg.val_fraction}")
-    if cfg.max_patches_per_epoch is not None and cfg.max_patches_per_epoch < 1:
-        raise ConfigError("config key 'classifier.max_patches_per_epoch' must be >= 1 or null")
-    return cfg
+    """Validate a ``classifier`` mapping (unknown keys, types, ranges) into a :class:`ClassifierConfig`."""
+    return check_classifier(schema.build(ClassifierConfig, dict(data or {}), "classifier"))
 
 
 # -- models -------------------------------------------------------------------------------

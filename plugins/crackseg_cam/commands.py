@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import crackseg
+from crackseg.config import data_spec
 from crackseg.errors import ConfigError, CracksegError
+from crackseg.layers import parse_set
 
 
 def resolve_dataset(data: str) -> Any:
-    """``DATA`` is a registered dataset name or a folder (read with the ``folder`` dataset)."""
-    import crackseg
-    from crackseg.config import data_spec
-
+    """``DATA`` is a registered dataset name or a folder that a dataset plugin reads."""
     if Path(data).is_file():
         raise CracksegError(f"{data}: --data must be a dataset name or a folder, not a file")
     spec = data_spec(data)
@@ -34,8 +34,6 @@ def pick_split(dataset: Any, split: str | None) -> str:
 
 def parse_sets(items: tuple[str, ...]) -> dict[str, Any]:
     """``--set classifier.key=value`` (the ``classifier.`` prefix is optional) → dict of values."""
-    from crackseg.config import parse_set
-
     prefixed = [i if i.startswith("classifier.") or "=" not in i else f"classifier.{i}" for i in items]
     values = parse_set(prefixed)
     other = sorted(set(values) - {"classifier"})

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from crackseg.errors import ConfigError
-from crackseg.labeling import LabelContext, PseudoLabel
+from crackseg.labeler import LabelContext, PseudoLabel
 
 from .cams import CAM_METHODS, ClassifierLabeler, image_cam
 from .params import CamCrfParams

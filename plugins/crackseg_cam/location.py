@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from crackseg.errors import ConfigError
-from crackseg.labeling import LabelContext, PseudoLabel
+from crackseg.labeler import LabelContext, PseudoLabel
 
 from .cams import CAM_METHODS, ClassifierLabeler, image_cam, whole_image_cam
 from .params import CamLocationParams

@@ -1,13 +1,17 @@
 """Parameter schemas of the cam plugin (light: no numpy/torch, imported at registration).
 
 Each dataclass field is a config key; ``crackseg list labelers`` and config
-validation read them.
+validation read them. Every CAM labeler has a ``classifier`` section: the patch
+classifier it trains (or loads from ``checkpoint``), e.g.
+``--set labeler.classifier.arch=resnet18``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+from crackseg.errors import ConfigError
 
 #: labeler name → pytorch-grad-cam class name. Methods that work for a binary
 #: classifier with only (model, target_layers). Adding a line adds a labeler.
@@ -27,8 +31,10 @@ CAM_METHODS: dict[str, str] = {
 
 @dataclass
 class ClassifierConfig:
-    """Patch-classifier settings (the config's ``classifier:`` section)."""
+    """Patch-classifier settings (the ``classifier`` section of every CAM labeler)."""
 
+    #: a finished checkpoint of ``crackseg train-classifier`` to use instead of training one
+    checkpoint: str | None = None
     #: torchvision model name (resnet50, resnet18, ...) or ``timm:<name>``
     arch: str = "resnet50"
     #: optional local weights file to initialise from (e.g. ImageNet weights); never downloaded
@@ -63,6 +69,8 @@ class ClassifierConfig:
 class CamParams:
     """Parameters shared by the CAM labelers."""
 
+    #: the patch classifier (trained once per settings and training data, or loaded from checkpoint)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     #: patch size for CAMs; null = the classifier's patch size
     patch_size: int | None = None
     #: stride between patches; null = half the patch size (overlaps are averaged)
@@ -81,6 +89,7 @@ class CamParams:
 class CamCrfParams:
     """Parameters of ``cam-crf`` (CAM settings, then the dense CRF's)."""
 
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     #: CAM method producing the unary (any CAM labeler name)
     cam_method: str = "gradcam"
     patch_size: int | None = None
@@ -104,6 +113,7 @@ class CamCrfParams:
 class CamLocationParams:
     """Parameters of ``cam-location`` (null = the preset's value)."""
 
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     preset: Literal["crackclip", "koenig"] = "crackclip"
     #: classifier patch size for the localisation grid (and patch CAMs)
     patch_size: int | None = None
@@ -128,3 +138,18 @@ class CamLocationParams:
     #: binary = soft > threshold (0 = any non-zero pixel)
     threshold: float = 0.0
     batch_size: int | None = None
+
+
+def check_classifier(cfg: ClassifierConfig, path: str = "classifier") -> ClassifierConfig:
+    """Range checks of the classifier settings (``path`` names the section in messages)."""
+    positive = ("patch_size", "stride", "epochs", "batch_size", "chunk_images")
+    for name in positive:
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"config key '{path}.{name}' must be >= 1, got {getattr(cfg, name)}")
+    if cfg.lr <= 0:
+        raise ConfigError(f"config key '{path}.lr' must be > 0, got {cfg.lr}")
+    if not 0.0 <= cfg.val_fraction < 1.0:
+        raise ConfigError(f"config key '{path}.val_fraction' must be in [0, 1), got {cfg.val_fraction}")
+    if cfg.max_patches_per_epoch is not None and cfg.max_patches_per_epoch < 1:
+        raise ConfigError(f"config key '{path}.max_patches_per_epoch' must be >= 1 or null")
+    return cfg

@@ -6,7 +6,8 @@ Registers
   stage, the paper's model) and ``crackclip-zeroshot`` (the model's own
   ``ln_post`` + ``proj`` instead of adapters; training-free baseline);
 * prompt sets ``crack`` (8 normal / 14 crack states × 35 templates) and
-  ``generic`` (7 / 5 states × 35 templates, APRIL-GAN's lists).
+  ``generic`` (7 / 5 states × 35 templates, APRIL-GAN's lists), and
+  ``prompt-file``, which reads a user's YAML prompt file (``--prompts my.yaml``).
 
 This module stays light: torch and open_clip are imported by the factories.
 """
@@ -18,6 +19,10 @@ from typing import Any, Literal
 
 import crackseg
 
+#: packages this plugin needs (its components are listed as unavailable without them)
+CRACKSEG_REQUIRES = ("torch", "open_clip")
+CRACKSEG_INSTALL_HINT = "pip install 'crackseg[clip]'"
+
 
 # -- prompt sets ---------------------------------------------------------------------------
 @dataclass
@@ -28,11 +33,20 @@ class PromptParams:
     object: str = "pavement"
 
 
+@dataclass
+class PromptFileParams:
+    """A prompt set read from a YAML file (keys normal, crack, optional templates, object)."""
+
+    #: the YAML file
+    path: str = ""
+    #: overrides the file's object word
+    object: str | None = None
+
+
 def _prompt_factory(name: str) -> Any:
     def build(object: str) -> Any:  # noqa: A002 - the config key is "object"
-        from crackseg.prompts import PromptSet
-
         from . import prompt_lists as L
+        from .prompts import PromptSet
 
         normal, crack = {
             "crack": (L.CRACK_NORMAL, L.CRACK_CRACK),
@@ -57,6 +71,19 @@ def register_prompt_sets(register: Any) -> None:
         params=PromptParams,
         description="generic defect prompts of APRIL-GAN (paper Fig. 5 'Normal'): 7 / 5 states x 35 templates",
     )
+    register(
+        "prompt-file",
+        _build_prompt_file,
+        params=PromptFileParams,
+        description="a prompt set from a YAML file: --prompts my.yaml (keys normal, crack, templates, object)",
+        opens={"param": "path", "suffixes": [".yaml", ".yml"]},
+    )
+
+
+def _build_prompt_file(path: str, object: str | None) -> Any:  # noqa: A002
+    from .prompts import load_prompt_file
+
+    return load_prompt_file(path, object)
 
 
 # -- backbones --------------------------------------------------------------------------------
@@ -130,6 +157,7 @@ def register_backbones(register: Any) -> None:
         train=dict(_TRAIN),
         loss="focal+dice",
         loss_weights=dict(_STAGE_WEIGHTS),
+        prompt_param="prompts",
     )
     register(
         "crackclip-zeroshot",
@@ -139,4 +167,5 @@ def register_backbones(register: Any) -> None:
         train=dict(_TRAIN),  # nothing trains: the trainer must skip models without trainable parameters
         loss="focal+dice",
         loss_weights=dict(_STAGE_WEIGHTS),
+        prompt_param="prompts",
     )

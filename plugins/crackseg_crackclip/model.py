@@ -311,7 +311,11 @@ def build_crackclip(spec: BuildSpec) -> CrackCLIP:
         print(f"crackseg: WARNING: {msg}", file=sys.stderr)
 
     tokenizer = open_clip.get_tokenizer(name)
-    return CrackCLIP(clip, tokenizer, sentences, spec, train_sentences)
+    model = CrackCLIP(clip, tokenizer, sentences, spec, train_sentences)
+    if spec.random_init:
+        # read by the pipeline: metrics.json notes and a † in every table this model feeds
+        model.placeholder = "random-init CLIP: not a pretrained result"
+    return model
 
 
 def _sentences(prompts: str, prompt_object: str | None) -> dict[str, list[str]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from crackseg.prompts import CLASSES
+from .prompts import CLASSES
 
 _MEMO: dict[tuple[str, str], torch.Tensor] = {}
 _MEMO_MAX = 16

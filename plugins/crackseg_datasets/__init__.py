@@ -55,12 +55,14 @@ def register_datasets(register: Any) -> None:
         description="procedural pavement/concrete images with thin branching cracks, stains, shadows; exact masks",
         # train at the images' own size instead of resampling them
         train=lambda p: {"image_size": max(p["height"] or p["size"], p["width"] or p["size"])},
+        default=True,
     )
     register(
         "folder",
         _build_folder,
         params=FolderParams,
         description="images/ + masks/ (same stems, crack > 127) + optional splits/<name>.txt",
+        opens={"param": "root"},  # --data PATH reads a folder with this dataset
     )
     register(
         "cfd",

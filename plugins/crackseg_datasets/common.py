@@ -47,23 +47,6 @@ def descend(root: Path, markers: Iterable[str], wrappers: Iterable[str]) -> Path
     return root
 
 
-def images_by_stem(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> dict[str, Path]:
-    """Image files of ``folder`` keyed by stem, sorted; two files with one stem → DataError."""
-    if not folder.is_dir():
-        raise DataError(f"{folder}: folder not found")
-    out: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if not p.is_file() or p.suffix.lower() not in suffixes or p.name.startswith("."):
-            continue
-        if p.stem in out:
-            raise DataError(
-                f"{folder}: two images share the stem {p.stem!r} ({out[p.stem].name}, {p.name}); "
-                f"rename or remove one"
-            )
-        out[p.stem] = p
-    return out
-
-
 def find_mask(folder: Path, stem: str, suffix: str = "") -> Path | None:
     """The mask file ``<stem><suffix>.<ext>`` in ``folder`` (PNG preferred), or None."""
     for ext in MASK_SUFFIXES:
@@ -124,17 +107,3 @@ def hash_split(stems: list[str], test_fraction: float) -> tuple[list[str], list[
     ranked = sorted(stems, key=lambda s: (hashlib.sha1(s.encode("utf-8")).hexdigest(), s))
     test = set(ranked[:k])
     return [s for s in stems if s not in test], [s for s in stems if s in test]
-
-
-def image_shape(path: Path) -> tuple[int, int]:
-    """(H, W) of an image, from its header when possible (a full decode otherwise)."""
-    try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            w, h = im.size
-            return (h, w)
-    except Exception:  # noqa: BLE001 - fall back to a full decode, which names the file on error
-        from crackseg.io import read_image
-
-        return tuple(read_image(path).shape[:2])  # type: ignore[return-value]

@@ -19,13 +19,12 @@ from pathlib import Path
 
 from crackseg.data import ListDataset, Sample, file_sample
 from crackseg.errors import DataError
-from crackseg.io import IMAGE_SUFFIXES
+from crackseg.io import IMAGE_SUFFIXES, images_by_stem
 
 from .common import (
     check_fraction,
     find_mask,
     hash_split,
-    images_by_stem,
     missing_stems_message,
     read_split_file,
     require_root,

@@ -25,15 +25,13 @@ import numpy as np
 
 from crackseg.data import ListDataset, Sample, file_sample
 from crackseg.errors import DataError
-from crackseg.io import read_image
+from crackseg.io import image_shape, images_by_stem, read_image
 
 from .common import (
     check_fraction,
     descend,
     find_mask,
     hash_split,
-    image_shape,
-    images_by_stem,
     require_root,
 )
 

@@ -62,6 +62,8 @@ class SyntheticDataset(ListDataset):
         self.height, self.width, self.seed, self.style = h, w, seed, style
         self.crack_free_fraction = crack_free_fraction
         self.name = f"synthetic(seed={seed}, style={style}, {w}x{h})"
+        #: read by the pipeline: metrics.json notes and tables say the numbers are on generated images
+        self.note = "synthetic data"
         splits = {
             "train": [self._sample("train", i) for i in range(n_train)],
             "test": [self._sample("test", i) for i in range(n_test)],

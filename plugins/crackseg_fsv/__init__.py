@@ -14,15 +14,13 @@ import crackseg
 class FSVLabeler:
     """Returns each image's ground-truth mask (soft map = the mask as 0/1)."""
 
-    needs_classifier = False
-
     def prepare(self, train: Sequence, context) -> None:  # noqa: D401 - nothing to prepare
         return None
 
     def label(self, samples: Sequence, context) -> list:
         import numpy as np
 
-        from crackseg.labeling import PseudoLabel
+        from crackseg.labeler import PseudoLabel
 
         out = []
         for s in samples:
@@ -40,4 +38,5 @@ def _build() -> FSVLabeler:
 
 @crackseg.hookimpl
 def register_labelers(register):
-    register("fsv", _build, description="ground-truth masks as labels (full supervision, the upper bound)")
+    register("fsv", _build, description="ground-truth masks as labels (full supervision, the upper bound)",
+             default=True)

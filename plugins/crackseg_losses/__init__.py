@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 import crackseg
 
+#: packages this plugin needs (its components are listed as unavailable without them)
+CRACKSEG_REQUIRES = ("torch",)
+CRACKSEG_INSTALL_HINT = "pip install 'crackseg[all]' (or any of [baselines], [cam], [clip])"
+
 
 @dataclass
 class BCEParams:
@@ -70,7 +74,9 @@ def _edge(alpha: float):
 
 @crackseg.hookimpl
 def register_losses(register):
-    register("bce", _bce, params=BCEParams, description="binary cross-entropy on logits")
-    register("dice", _dice, params=DiceParams, description="dice loss (authors' plain sums; squared: paper formula)")
+    # bce + dice is the loss of backbones that declare none
+    register("bce", _bce, params=BCEParams, description="binary cross-entropy on logits", default=True)
+    register("dice", _dice, params=DiceParams, description="dice loss (authors' plain sums; squared: paper formula)",
+             default=True)
     register("focal", _focal, params=FocalParams, description="focal loss, gamma 2, on the 2-class softmax")
     register("edge", _edge, params=EdgeParams, description="CrackCLIP edge loss on the label's 3x3 morphological gradient")

@@ -29,16 +29,9 @@ ARCHITECTURES: dict[str, str] = {
     "segformer": "Segformer",
 }
 
-#: training defaults for smp models (no paper defines U-Net's settings for this task)
-TRAIN_DEFAULTS = {
-    "optimizer": "adam",
-    "lr": 1e-3,
-    "betas": [0.9, 0.999],
-    "weight_decay": 0.0,
-    "epochs": 20,
-    "batch_size": 8,
-    "image_size": 256,
-}
+#: packages this plugin needs (its components are listed as unavailable without them)
+CRACKSEG_REQUIRES = ("torch", "segmentation_models_pytorch")
+CRACKSEG_INSTALL_HINT = "pip install 'crackseg[baselines]'"
 
 
 @dataclass
@@ -69,10 +62,10 @@ def register_backbones(register):
     register(
         "unet", _factory("unet"), params=SMPParams,
         description="U-Net (segmentation-models-pytorch, resnet34 encoder, random init)",
-        train=TRAIN_DEFAULTS, loss="bce+dice",
+        loss="bce+dice", default=True,  # no paper fixes its training settings: crackseg's defaults
     )
     for key, cls in ARCHITECTURES.items():
         register(
             f"smp-{key}", _factory(key), params=SMPParams,
-            description=f"segmentation-models-pytorch {cls}", train=TRAIN_DEFAULTS, loss="bce+dice",
+            description=f"segmentation-models-pytorch {cls}", loss="bce+dice",
         )

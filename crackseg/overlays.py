@@ -1,4 +1,4 @@
-"""Pictures for people: overlays of masks on images (numpy only)."""
+"""Overlays: masks drawn over their images for people to look at (numpy only)."""
 
 from __future__ import annotations
 

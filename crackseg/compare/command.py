@@ -1,13 +1,39 @@
-"""The ``crackseg compare`` command (logic in :mod:`crackseg.compare`; only click is imported here)."""
+"""The ``crackseg compare`` command: options → load the grid → check → compute cells → gather tables."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 
-from .errors import CracksegError
+from ..errors import CracksegError
+from ..layers import parse_set
+from .cells import run_serial, run_workers
+from .grid import Grid, load_grid
+from .preflight import check_requirements
+from .results import gather, write_outputs
+from .store import cell_dir, load_saved_grid, missing_cells, save_grid, saved_preset
+
+
+@dataclass
+class CompareOptions:
+    """Everything ``crackseg compare`` was asked to do."""
+
+    config: str | None
+    preset: str | None
+    runs_dir: str | None
+    workers: int
+    list_cells: bool
+    cells: tuple[int, ...]
+    from_dir: str | None
+    published: bool | None
+    device: str | None
+    sets: tuple[str, ...]
+    figures: bool
+    quiet: bool
 
 
 @click.command("compare")
@@ -28,9 +54,7 @@ from .errors import CracksegError
               help="Override a config key in every cell, e.g. train.epochs=1 (changes the cells' keys).")
 @click.option("--figures/--no-figures", default=True, show_default=True, help="Draw PR curves and qualitative grids.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output (the tables are still printed).")
-def compare(config: str | None, preset: str | None, runs_dir: str | None, workers: int, list_cells: bool,
-            cells: tuple[int, ...], from_dir: str | None, published: bool | None, device: str | None,
-            sets: tuple[str, ...], figures: bool, quiet: bool) -> None:
+def compare(**kw: Any) -> None:
     """Run an experiment grid (labelers x backbones x prompts x losses) and write benchmark tables.
 
     \b
@@ -44,74 +68,70 @@ def compare(config: str | None, preset: str | None, runs_dir: str | None, worker
     Finished cells are never recomputed; an interrupted compare continues where it stopped
     when started again with the same arguments.
     """
-    from . import compare as C
-    from .config import parse_set
-
     try:
-        _compare(C, parse_set, config, preset, runs_dir, workers, list_cells, cells, from_dir, published, device,
-                 sets, figures, quiet)
+        run_compare(CompareOptions(**kw))
     except KeyboardInterrupt:
         click.echo("crackseg: compare interrupted; run the same command again to continue "
                    "(finished cells are kept, unfinished ones resume)", err=True)
         sys.exit(130)
 
 
-def _compare(C, parse_set, config, preset, runs_dir, workers, list_cells, cells, from_dir, published, device,
-             sets, figures, quiet) -> None:
+def run_compare(o: CompareOptions) -> None:
+    """What ``crackseg compare`` does with its options."""
+
     def log(msg: str) -> None:
-        if not quiet:
+        if not o.quiet:
             click.echo(f"compare: {msg}", err=True)
 
-    if workers < 1:
+    if o.workers < 1:
         raise CracksegError("--workers must be at least 1")
-    overrides = parse_set(list(sets))
-    if from_dir is not None:
-        if cells or list_cells:
+    overrides = parse_set(list(o.sets))
+    if o.from_dir is not None:
+        if o.cells or o.list_cells:
             raise CracksegError("--from only gathers tables; it cannot be combined with --cell or --list-cells")
-        runs = Path(from_dir)
+        runs = Path(o.from_dir)
         if not runs.is_dir():
-            raise CracksegError(f"--from {from_dir}: folder not found")
-        if config:
-            saved = C.saved_preset(runs)
-            grid = C.load_grid(config, preset or saved, overrides)
+            raise CracksegError(f"--from {o.from_dir}: folder not found")
+        if o.config:
+            grid = load_grid(o.config, o.preset or saved_preset(runs), overrides)
         else:
-            grid = C.load_saved_grid(runs, preset)
-        _gather_and_print(C, grid, runs, published, figures, log, warn_missing=True)
+            grid = load_saved_grid(runs, o.preset)
+        _gather_and_print(grid, runs, o.published, o.figures, log, warn_missing=True)
         return
-    if not config:
+    if not o.config:
         raise CracksegError("give a grid CONFIG (e.g. configs/paper/all.yaml), or --from RUNS_DIR to gather tables")
-    grid = C.load_grid(config, preset, overrides)
-    if list_cells:
+    grid = load_grid(o.config, o.preset, overrides)
+    if o.list_cells:
         for cell in grid.cells:
             click.echo(f"{cell.index}\t{cell.name}")
         return
-    runs = Path(runs_dir) if runs_dir else Path("runs") / f"compare-{grid.name}-{grid.preset}"
-    chosen = list(dict.fromkeys(cells)) if cells else list(range(len(grid.cells)))
+    runs = Path(o.runs_dir) if o.runs_dir else Path("runs") / f"compare-{grid.name}-{grid.preset}"
+    chosen = list(dict.fromkeys(o.cells)) if o.cells else list(range(len(grid.cells)))
     for k in chosen:
         grid.cell(k)  # range check with a clear message
-    C.check_requirements(grid, device, [grid.cells[k] for k in chosen])
-    C.save_grid(grid, runs, overrides)
+    check_requirements(grid, o.device, [grid.cells[k] for k in chosen])
+    save_grid(grid, runs, overrides)
     log(f"{grid.name} [{grid.preset}]: {len(grid.cells)} cells, {len(grid.tables)} tables → {runs}")
-    if workers > 1 and len(chosen) > 1:
-        extra = [a for s in sets for a in ("--set", s)]
-        C.run_workers(grid, config, runs, chosen, workers, device=device, extra_args=extra, log=log)
+    if o.workers > 1 and len(chosen) > 1:
+        extra = [a for s in o.sets for a in ("--set", s)]
+        run_workers(grid, o.config, runs, chosen, o.workers, device=o.device, extra_args=extra, log=log)
     else:
-        C.run_serial(grid, runs, chosen, device=device, quiet=quiet, log=log)
-    if cells:
+        run_serial(grid, runs, chosen, device=o.device, quiet=o.quiet, log=log)
+    if o.cells:
         for k in chosen:
-            click.echo(f"cell {k}\t{grid.cells[k].name}\tdone\t{C.cell_dir(runs, grid.cells[k])}")
+            click.echo(f"cell {k}\t{grid.cells[k].name}\tdone\t{cell_dir(runs, grid.cells[k])}")
         log(f"gather the tables when every cell is done: crackseg compare --from {runs}")
         return
-    _gather_and_print(C, grid, runs, published, figures, log, warn_missing=False)
+    _gather_and_print(grid, runs, o.published, o.figures, log, warn_missing=False)
 
 
-def _gather_and_print(C, grid, runs: Path, published, figures: bool, log, warn_missing: bool) -> None:
-    missing = C.missing_cells(grid, runs)
+def _gather_and_print(grid: Grid, runs: Path, published: bool | None, figures: bool, log: Callable[[str], None],
+                      warn_missing: bool) -> None:
+    missing = missing_cells(grid, runs)
     if missing and warn_missing:
         names = ", ".join(f"{c.index} ({c.name})" for c in missing[:6]) + (" ..." if len(missing) > 6 else "")
         click.echo(f"crackseg: warning: {len(missing)} of {len(grid.cells)} cells not finished: {names}; "
                    f"their numbers show as –", err=True)
-    results = C.gather(grid, runs, published)
-    md = C.write_outputs(grid, results, runs, figures=figures)
+    md = write_outputs(grid, gather(grid, runs, published), runs, figures=figures)
     click.echo(md)
     log(f"tables in {runs}/<table>/table.{{md,csv,tex,json}}; all tables in {runs / 'results.md'}")

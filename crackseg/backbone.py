@@ -1,15 +1,14 @@
-"""Backbone output conventions (torch).
+"""Phase 2 contract: what a backbone returns and the optional attributes the pipeline reads (torch).
 
 A backbone returns crack logits ``[B,1,H,W]``, or a ``dict`` of named logit
-maps with the main map under ``"out"``. Optional module attributes that the
-pipeline reads:
+maps with the main map under ``"out"``. Optional module attributes:
 
 ``input_mean`` / ``input_std``
     per-channel normalisation of RGB in [0, 1] (default: ImageNet statistics).
 ``size_multiple``
-    inputs are padded to a multiple of this and cropped back (default 32).
+    inputs are padded to a multiple of this and cropped back (default 1: no padding).
 ``fixed_input_size``
-    the model only accepts this square size (e.g. CrackCLIP's 518); images are resized.
+    the model only accepts this square size (e.g. 518); images are resized to it.
 ``loss_weights``
     default weights of named outputs for the loss (default ``{"out": 1.0}``).
 ``checkpoint_state_dict()`` / ``load_checkpoint_state_dict(sd)``
@@ -17,6 +16,8 @@ pipeline reads:
 ``forward_train(x, keys)``
     used for training instead of ``forward`` when present (``keys``: one cache key
     per image or ``None`` when the image was augmented), e.g. for feature caching.
+``note`` / ``placeholder``
+    see :mod:`crackseg.plugins.hookspecs`.
 """
 
 from __future__ import annotations
@@ -47,22 +48,24 @@ def as_outputs(out: Any) -> dict[str, torch.Tensor]:
 
 
 def input_stats(model: torch.nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The model's input normalisation ``(mean, std)`` (ImageNet statistics by default)."""
     return tuple(getattr(model, "input_mean", IMAGENET_MEAN)), tuple(getattr(model, "input_std", IMAGENET_STD))
 
 
 def loss_weights(model: torch.nn.Module) -> dict[str, float]:
+    """Weights of the model's named outputs for the loss (``{"out": 1.0}`` by default)."""
     return dict(getattr(model, "loss_weights", None) or {"out": 1.0})
 
 
-def checkpoint_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    fn = getattr(model, "checkpoint_state_dict", None)
-    sd = fn() if callable(fn) else model.state_dict()
-    return {k: v.detach().cpu() for k, v in sd.items()}
+def size_multiple(model: torch.nn.Module) -> int:
+    """Inputs are padded to a multiple of this (1: any size)."""
+    return int(getattr(model, "size_multiple", 1) or 1)
 
 
-def load_checkpoint_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    fn = getattr(model, "load_checkpoint_state_dict", None)
-    if callable(fn):
-        fn(state)
-    else:
-        model.load_state_dict(state)
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    """Pad ``[B,C,H,W]`` at the bottom/right to a multiple of ``multiple``; returns (x, H, W) to crop back."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
+    return x, h, w

@@ -1,9 +1,9 @@
-"""The label stage: run a labeler over samples, write and cache its pseudo-labels.
+"""Pseudo-labels on disk: run a labeler over samples, write its labels and cache them.
 
 Output layout in ``out_dir``: ``<stem>.png`` (binary, 0/255), ``soft/<stem>.png``
 (the soft map as uint8), ``overlays/<stem>.png`` (the first few images: pseudo-label
 in red, ground-truth crack it misses in blue), ``.keys/<stem>.key``. A label is recomputed only when
-its key — the labeler's fingerprint (parameters + classifier) and the image's
+its key — the labeler's fingerprint (parameters, trained weights) and the image's
 identity (path, size, modification time) — changed, so a rerun is instant.
 """
 
@@ -20,8 +20,8 @@ import numpy as np
 from .data import Sample
 from .distributed import DistEnv, barrier, shard
 from .io import write_png, write_text
-from .labeling import LabelContext
-from .visualize import overlay
+from .labeler import LabelContext
+from .overlays import overlay
 
 
 def sample_identity(sample: Sample) -> str:
@@ -42,7 +42,7 @@ def label_paths(out_dir: Path, stem: str) -> tuple[Path, Path, Path]:
     return out_dir / f"{stem}.png", out_dir / "soft" / f"{stem}.png", out_dir / ".keys" / f"{stem}.key"
 
 
-def run_label_stage(
+def write_pseudo_labels(
     labeler, samples: Sequence[Sample], out_dir: Path, context: LabelContext,
     env: DistEnv | None = None, batch: int = 8, overlays: int = 4,
 ) -> dict[str, Path]:
@@ -79,7 +79,7 @@ def run_label_stage(
     if mine and empty == len(mine):
         # every label empty: training on them teaches "no crack anywhere"
         print(f"crackseg: warning: all {len(mine)} pseudo-labels written to {out_dir} are empty; "
-              f"check the labeler (e.g. a patch classifier that never predicts crack: train it longer)",
+              f"check the labeler and its settings (crackseg list labelers)",
               file=sys.stderr)
     barrier(env)
     return {s.stem: label_paths(out_dir, s.stem)[0] for s in samples}

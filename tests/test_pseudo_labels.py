@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from crackseg.label_stage import label_paths, run_label_stage
-from crackseg.labeling import LabelContext, PseudoLabel
+from crackseg.pseudo_labels import label_paths, write_pseudo_labels
+from crackseg.labeler import LabelContext, PseudoLabel
 from crackseg.testing import tiny_crack_samples
 
 
@@ -34,7 +34,7 @@ def test_writes_binary_and_soft_and_caches(tmp_path):
     samples = tiny_crack_samples(3, 32)
     ctx = LabelContext(quiet=True)
     lab = Counting()
-    files = run_label_stage(lab, samples, tmp_path, ctx)
+    files = write_pseudo_labels(lab, samples, tmp_path, ctx)
     assert sorted(files) == ["tiny0", "tiny1", "tiny2"] and lab.seen == ["tiny0", "tiny1", "tiny2"]
     from crackseg.io import read_gray
 
@@ -45,19 +45,19 @@ def test_writes_binary_and_soft_and_caches(tmp_path):
     assert sorted(p.name for p in (tmp_path / "overlays").glob("*.png")) == ["tiny0.png", "tiny1.png", "tiny2.png"]
     # a rerun computes nothing
     again = Counting()
-    run_label_stage(again, samples, tmp_path, ctx)
+    write_pseudo_labels(again, samples, tmp_path, ctx)
     assert again.seen == []
     # a changed fingerprint recomputes everything; a deleted label only itself
     changed = Counting(fp="v2")
-    run_label_stage(changed, samples, tmp_path, ctx)
+    write_pseudo_labels(changed, samples, tmp_path, ctx)
     assert changed.seen == ["tiny0", "tiny1", "tiny2"]
     b.unlink()
     one = Counting(fp="v2")
-    run_label_stage(one, samples, tmp_path, ctx)
+    write_pseudo_labels(one, samples, tmp_path, ctx)
     assert one.seen == ["tiny0"]
 
 
 def test_all_empty_labels_warn(tmp_path, capsys):
-    run_label_stage(Counting(value=0.0), tiny_crack_samples(2, 32), tmp_path, LabelContext(quiet=True))
+    write_pseudo_labels(Counting(value=0.0), tiny_crack_samples(2, 32), tmp_path, LabelContext(quiet=True))
     err = capsys.readouterr().err
     assert "all 2 pseudo-labels" in err and "empty" in err

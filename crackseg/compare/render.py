@@ -1,6 +1,6 @@
 """Rendering of ``compare`` results: Markdown, CSV, LaTeX tables, PR curves, qualitative grids.
 
-Input is one table of :func:`crackseg.compare.gather` (scores in %). The layout is
+Input is one table of :func:`crackseg.compare.results.gather` (scores in %). The layout is
 the paper's: one row per method, one column group (ODS, OIS, AP) per test set.
 With published numbers, each method row is followed by a "paper" row and a "Δ"
 row (ours − paper). matplotlib is imported lazily with the Agg backend.
@@ -14,9 +14,13 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..data import load_samples
+from ..io import atomic_write, read_gray
+from ..tables import DASH as _DASH
+from ..tables import markdown_table as _pipe_table
+
 METRICS = ("ods", "ois", "ap")
 _NA = "n/a"
-_DASH = "–"
 
 
 # -- numbers ------------------------------------------------------------------------------------
@@ -31,7 +35,7 @@ def _diff(ours: float | None, paper: float | None) -> str:
 
 
 def _label(row: dict[str, Any]) -> str:
-    return row["label"] + (" †" if row.get("random_init") else "")
+    return row["label"] + (" †" if row.get("placeholder") else "")
 
 
 def _lines(table: dict[str, Any], tests: Sequence[dict[str, Any]]) -> list[tuple[str, str, list[str]]]:
@@ -77,12 +81,9 @@ def markdown_table(table: dict[str, Any], tests: Sequence[dict[str, Any]]) -> st
     out = [f"### {table['title']}", ""]
     if table.get("caption"):
         out += [table["caption"], ""]
-    out.append("| " + " | ".join(head) + " |")
-    out.append("|---|" + "---:|" * (len(head) - 1))
-    for i, (kind, label, cells) in enumerate(lines):
-        name = label if kind == "ours" else f"↳ {label}"
-        shown = [f"**{c}**" if (i, j) in bold else c for j, c in enumerate(cells)]
-        out.append("| " + " | ".join([_md_escape(name), *shown]) + " |")
+    body = [[label if kind == "ours" else f"↳ {label}", *[f"**{c}**" if (i, j) in bold else c for j, c in enumerate(cells)]]
+            for i, (kind, label, cells) in enumerate(lines)]
+    out.append(_pipe_table(head, body))
     notes = _notes(table)
     if notes:
         out.append("")
@@ -102,10 +103,6 @@ def _notes(table: dict[str, Any]) -> list[str]:
     notes.append("ODS / OIS / AP in %" + ("; paper = published numbers, Δ = ours − paper" if table.get("published_shown") and
                                           any(r.get("published") for r in table["rows"]) else ""))
     return notes
-
-
-def _md_escape(s: str) -> str:
-    return s.replace("|", "\\|")
 
 
 # -- CSV ----------------------------------------------------------------------------------------
@@ -274,9 +271,6 @@ def qualitative_grid(table: dict[str, Any], grid: Any, runs_dir: Path, path: Pat
     For each test set, the first ``grid.qualitative_images`` images (dataset order)
     that contain crack and have a prediction from every finished method.
     """
-    from . import create_dataset
-    from .io import read_gray
-
     rows = [r for r in table["rows"] if r["metrics"]]
     if not rows or grid.qualitative_images <= 0:
         return None
@@ -285,7 +279,7 @@ def qualitative_grid(table: dict[str, Any], grid: Any, runs_dir: Path, path: Pat
         dirs = [runs_dir / r["metrics"][t.id]["dir"] / "predictions" if t.id in r["metrics"] else None for r in rows]
         if any(d is None for d in dirs):
             continue
-        samples = _test_samples(grid, t, create_dataset, rows[0]["cell_index"])
+        samples = _test_samples(grid, t, rows[0]["cell_index"])
         n = 0
         for s in samples:
             if n >= grid.qualitative_images:
@@ -321,24 +315,16 @@ def qualitative_grid(table: dict[str, Any], grid: Any, runs_dir: Path, path: Pat
     return path
 
 
-def _test_samples(grid: Any, t: Any, create_dataset: Any, cell_index: int) -> list[Any]:
+def _test_samples(grid: Any, t: Any, cell_index: int) -> list[Any]:
+    """The samples of test set ``t``: a cell's own test split, or the test set's data section."""
     if t.data is None:
-        cfg = grid.cells[cell_index].config
-        data = cfg["data"]
-        params = {k: v for k, v in data.items() if k not in ("name", "train_split", "test_split", "limit_train", "limit_test")}
-        samples = create_dataset(data["name"], **params).samples(data["test_split"])
-        lim = int(data.get("limit_test") or 0)
-    else:
-        spec = dict(t.data)
-        split = str(spec.pop("split", "test"))
-        lim = int(spec.pop("limit", 0) or 0)
-        name = spec.pop("name")
-        samples = create_dataset(name, **spec).samples(split)
-    return samples[:lim] if lim else samples
+        data = grid.cells[cell_index].config["data"]
+        return load_samples(data, data["test_split"], int(data.get("limit_test") or 0))
+    spec = dict(t.data)
+    split = str(spec.pop("split", "test"))
+    return load_samples(spec, split, int(spec.pop("limit", 0) or 0))
 
 
 def _save(fig: Any, path: Path) -> None:
     """Save a figure atomically (write to a temporary name, then rename)."""
-    from .io import atomic_write
-
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))

@@ -1,4 +1,4 @@
-"""Text prompt sets for vision-language backbones (pure Python, no torch).
+"""Text prompt sets of the CrackCLIP plugin: WinCLIP-style states × templates (pure Python, no torch).
 
 A prompt set describes the two classes a CLIP-style backbone compares image
 patches with: ``normal`` (no crack) and ``crack``. It is the compositional
@@ -8,7 +8,8 @@ with one ``{}`` for the object word, e.g. ``"{} with crack"``) is put into every
 
     sentence = template.format(state.format(object))
 
-Users write their own prompt set as a YAML file::
+Users write their own prompt set as a YAML file (``--prompts my.yaml``, read by the
+``prompt-file`` entry of this plugin)::
 
     # my_prompts.yaml
     object: concrete wall          # optional (default: pavement)
@@ -29,7 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+import difflib
+
+from crackseg.errors import ConfigError
+from crackseg.layers import load_yaml
 
 DEFAULT_OBJECT = "pavement"
 
@@ -140,26 +144,18 @@ def check_phrases(items: Any, key: str, where: str) -> tuple[str, ...]:
 _FILE_KEYS = ("object", "templates", "normal", "crack", "name", "description")
 
 
-def load_prompt_file(path: str, object: str | None = None, **params: Any) -> PromptSet:  # noqa: A002
+def load_prompt_file(path: str, object: str | None = None) -> PromptSet:  # noqa: A002
     """Read and validate a user prompt set from YAML (see the module docstring).
 
     ``object`` overrides the file's object word. Every problem raises a
     one-line :class:`ConfigError` naming the file.
     """
-    if params:
-        raise ConfigError(
-            f"prompt file {path}: unknown parameter(s) {', '.join(sorted(params))} (valid: object)"
-        )
-    from .config import load_yaml
-
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"prompt file {path} not found; give the path to a YAML file with 'normal' and 'crack' lists")
     data = load_yaml(p, what="prompt file", expected="a mapping with keys 'normal' and 'crack'")
     unknown = [str(k) for k in data if k not in _FILE_KEYS]
     if unknown:
-        import difflib
-
         close = difflib.get_close_matches(unknown[0], _FILE_KEYS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(

@@ -1,0 +1,80 @@
+"""Segmentation checkpoints: the file format, what a model saves, and rebuilding a model from a file (torch).
+
+A checkpoint is a dict of tensors and plain data (``torch.load(weights_only=True)``
+reads it): ``format``, ``backbone`` (name and params, enough to rebuild the model),
+``model`` (the backbone's checkpoint state), ``optimizer``/``scheduler`` state,
+``epoch``, ``step``, ``done``, ``history``, ``image_size``, ``predict`` settings and
+``crackseg_version``. It is written atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .components import create_backbone
+from .errors import CracksegError
+from .io import atomic_write
+
+CHECKPOINT_FORMAT = 1
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What a checkpoint keeps of ``model``: ``checkpoint_state_dict()`` if it has one, else ``state_dict()``."""
+    fn = getattr(model, "checkpoint_state_dict", None)
+    sd = fn() if callable(fn) else model.state_dict()
+    return {k: v.detach().cpu() for k, v in sd.items()}
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Put a :func:`model_state` back (``load_checkpoint_state_dict`` if the model has one)."""
+    fn = getattr(model, "load_checkpoint_state_dict", None)
+    if callable(fn):
+        fn(state)
+    else:
+        model.load_state_dict(state)
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` (plus the format marker) to ``path`` atomically."""
+    atomic_write(Path(path), lambda tmp: torch.save({**payload, "format": CHECKPOINT_FORMAT}, tmp))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a crackseg checkpoint safely (``weights_only=True``), naming the file on error."""
+    p = Path(path)
+    if not p.is_file():
+        raise CracksegError(f"{p}: checkpoint not found")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling problem is the file's fault
+        raise CracksegError(f"{p}: cannot read checkpoint ({' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "backbone" not in ckpt:
+        raise CracksegError(f"{p}: not a crackseg segmentation checkpoint")
+    return ckpt
+
+
+def find_checkpoint(source: str | Path) -> Path:
+    """The checkpoint file of a run folder, or ``source`` itself when it is a file."""
+    p = Path(source)
+    if p.is_dir():
+        p = p / CHECKPOINT_FILE
+    if not p.is_file():
+        raise CracksegError(f"{source}: no checkpoint found (give a run folder or a checkpoint.pt file)")
+    return p
+
+
+def load_model(source: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the backbone recorded in a checkpoint (run folder or file) and load its weights."""
+    ckpt = load_checkpoint(find_checkpoint(source))
+    spec = ckpt["backbone"]
+    model = create_backbone(spec["name"], **dict(spec.get("params") or {}))
+    try:
+        load_model_state(model, ckpt["model"])
+    except RuntimeError as exc:
+        raise CracksegError(f"{source}: checkpoint does not fit backbone {spec['name']!r}: "
+                            f"{str(exc).splitlines()[0]}") from None
+    return model, ckpt

@@ -1,0 +1,141 @@
+"""Construction by name: every component is built from its registry entry and validated parameters.
+
+``create(kind, name, **params)`` is the one way to build a component; the
+``create_*`` functions are its typed shorthands. A name that is a path (a folder
+for ``--data``, a ``.yaml`` file for ``--prompts``) is built by the entry that
+declared it opens such paths (the ``opens`` extra).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import schema
+from .errors import ConfigError, CracksegError
+from .plugins import KINDS, SINGULAR, Entry, registry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .data import CrackDataset
+    from .labeler import Labeler
+
+_ALIASES = {
+    "labeler": "labelers",
+    "backbone": "backbones",
+    "prompt": "prompts",
+    "prompt_sets": "prompts",
+    "loss": "losses",
+    "dataset": "datasets",
+}
+
+
+def kind_of(kind: str) -> str:
+    """The registry kind for ``kind`` or one of its singular aliases."""
+    k = _ALIASES.get(kind, kind)
+    if k not in KINDS:
+        raise CracksegError(f"unknown plugin kind {kind!r} (choose from {', '.join(KINDS)})")
+    return k
+
+
+def get_entry(kind: str, name: str) -> Entry:
+    """The registry entry of ``name`` (unknown name → UnknownPluginError with suggestions)."""
+    return registry(kind_of(kind)).get(name)
+
+
+def list_plugins(kind: str, pattern: str = "*") -> list[str]:
+    """Registered names of ``kind`` matching the shell-style ``pattern``."""
+    return registry(kind_of(kind)).names(pattern)
+
+
+def build_params(entry: Entry, params: dict[str, Any], path: str | None = None) -> Any:
+    """The entry's params dataclass built from ``params`` (checked keys and types), or None if it has none."""
+    if entry.params is None:
+        if params:
+            raise ConfigError(f"{path or entry.name!r} takes no parameters, got: {', '.join(sorted(params))}")
+        return None
+    return schema.build(entry.params, params, path or entry.name)
+
+
+def validate_params(entry: Entry, params: dict[str, Any], path: str | None = None) -> dict[str, Any]:
+    """Check ``params`` against the entry's schema; return every parameter with defaults, as plain data."""
+    obj = build_params(entry, params, path)
+    if obj is None:
+        return {}
+    return {f.name: schema.to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+
+
+def create(kind: str, name: str, **params: Any) -> Any:
+    """Build a registered component: ``create("backbones", "unet", encoder="resnet18")``.
+
+    The factory receives every parameter with its default filled in; a parameter typed
+    as a dataclass (a nested section) arrives as that dataclass.
+    """
+    return instantiate(get_entry(kind, name), params)
+
+
+def instantiate(entry: Entry, params: dict[str, Any], path: str | None = None) -> Any:
+    """Call the entry's factory with ``params`` validated (``path`` names them in messages)."""
+    obj = build_params(entry, params, path)
+    if obj is None:
+        return entry.factory()
+    return entry.factory(**{f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
+
+
+def default_name(kind: str) -> str:
+    """The component a run uses when it names none of ``kind`` (the first ``default=True`` entry)."""
+    k = kind_of(kind)
+    names = registry(k).defaults()
+    if not names:
+        what = SINGULAR[k]
+        raise ConfigError(f"no {what} given and no installed plugin offers a default {what}; "
+                          f"name one (crackseg list {k})")
+    return names[0]
+
+
+def path_section(kind: str, value: str) -> dict[str, Any] | None:
+    """``{"name": entry, param: value}`` when ``value`` is a path that an entry of ``kind`` opens, else None.
+
+    A value written like a path (with a ``/``, or starting with ``.`` or ``~``) that does not
+    exist goes to a folder reader, which then names the missing folder.
+    """
+    k = kind_of(kind)
+    if value in registry(k):
+        return None
+    p = Path(value).expanduser()
+    entry = registry(k).opener(p, missing_folder="/" in value or value.startswith((".", "~")))
+    if entry is None:
+        return None
+    return {"name": entry.name, entry.extras["opens"]["param"]: str(p.resolve()) if p.exists() else value}
+
+
+def create_backbone(name: str, **params: Any) -> Any:
+    """A segmentation backbone (``torch.nn.Module``) by name."""
+    return create("backbones", name, **params)
+
+
+def create_labeler(name: str, **params: Any) -> Labeler:
+    """A pseudo-labeler by name."""
+    return create("labelers", name, **params)
+
+
+def create_loss(name: str, **params: Any) -> Any:
+    """A loss by name; ``"focal+dice+0.5*edge"`` builds a weighted sum (params keyed by term)."""
+    if any(c in name for c in "+*"):
+        from .losses import parse_loss  # torch: imported only when a loss is built
+
+        return parse_loss(name, params)
+    return create("losses", name, **params)
+
+
+def create_prompt_set(name: str, **params: Any) -> Any:
+    """A prompt set by name, or from a file that a prompt-set plugin opens (e.g. ``my.yaml``)."""
+    section = path_section("prompts", name)
+    if section is not None:
+        return create("prompts", section.pop("name"), **section, **params)
+    return create("prompts", name, **params)
+
+
+def create_dataset(name: str, **params: Any) -> CrackDataset:
+    """A dataset by name (a folder reader needs its folder, e.g. ``root=...``)."""
+    return create("datasets", name, **params)
