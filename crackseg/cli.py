@@ -18,7 +18,7 @@ from typing import Any, Callable
 import click
 
 from .components import create_labeler
-from .config import RunConfig, data_spec, merge_layers, resolve_config, resolve_data_section, resolve_section
+from .config import PROTOCOLS, RunConfig, data_spec, merge_layers, resolve_config, resolve_data_section, resolve_section
 from .errors import ConfigError, CracksegError
 from .layers import load_yaml, parse_set
 from .plugins import KINDS, get_manager, registry
@@ -72,7 +72,8 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--labeler", help="Pseudo-labeler name (crackseg list labelers)."),
         click.option("--backbone", help="Segmentation backbone name (crackseg list backbones)."),
         click.option("--prompts", help="Prompt set name or file, for backbones that take one (crackseg list prompts)."),
-        click.option("--loss", help="Loss, e.g. 'focal+dice+edge' (default: the backbone's own)."),
+        click.option("--loss", help="Loss: a registered loss or a weighted sum, e.g. 'a+0.5*b' (crackseg list losses; "
+                                    "default: the backbone's own)."),
         click.option("--data", help="Dataset name (crackseg list datasets) or a folder path."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to compute."),
         click.option("--seed", type=int, help="Random seed."),
@@ -220,7 +221,8 @@ def list_cmd(kind: str, pattern: str) -> None:
 @cli.command()
 @click.argument("pred_dir", type=click.Path())
 @click.argument("gt_dir", type=click.Path())
-@click.option("--protocol", type=click.Choice(["crackclip", "paper"]), default="crackclip", show_default=True)
+@click.option("--protocol", type=click.Choice(PROTOCOLS), default=PROTOCOLS[0], show_default=True,
+              help="How ODS / OIS / AP are computed (see README, Metric protocols).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (ods, ois, ap, n, ...).")
 @click.option("--prf", type=click.Path(dir_okay=False), help="Per-threshold P/R/F table (default PRED_DIR/prf.tsv).")
 def evaluate(pred_dir: str, gt_dir: str, protocol: str, as_json: bool, prf: str | None) -> None:

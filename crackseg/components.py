@@ -82,6 +82,13 @@ def instantiate(entry: Entry, params: dict[str, Any], path: str | None = None) -
     return entry.factory(**{f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
 
 
+def path_params(entry: Entry) -> dict[str, str]:
+    """Parameters the entry declares as paths (``field(metadata={"path": "folder" | "file"})``) → that kind."""
+    if entry.params is None:
+        return {}
+    return {f.name: str(f.metadata["path"]) for f in dataclasses.fields(entry.params) if f.metadata.get("path")}
+
+
 def default_name(kind: str) -> str:
     """The component a run uses when it names none of ``kind`` (the first ``default=True`` entry)."""
     k = kind_of(kind)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_type_hints
 
 from . import schema
 from .components import default_name, get_entry, path_section, validate_params
@@ -88,6 +88,9 @@ class DataSplits:
     #: use only the first N images of the test split (0 = all)
     limit_test: int = 0
 
+
+#: the metric protocols (:mod:`crackseg.metrics` implements them), the first is the default
+PROTOCOLS: tuple[str, ...] = get_args(get_type_hints(EvalConfig)["protocol"])
 
 #: keys of the ``data`` section that are not dataset-plugin parameters
 DATA_KEYS: tuple[str, ...] = ("name", *(f.name for f in fields(DataSplits)))
@@ -232,7 +235,8 @@ def parse_terms(spec: str) -> list[tuple[float, str]]:
     for part in spec.split("+"):
         m = _TERM.match(part)
         if not m:
-            raise ConfigError(f"loss {spec!r}: cannot parse term {part.strip()!r} (write e.g. 'focal+dice+0.5*edge')")
+            raise ConfigError(f"loss {spec!r}: cannot parse term {part.strip()!r} (write names of registered losses "
+                              f"joined by '+', each optionally weighted: 'a+0.5*b'; crackseg list losses)")
         terms.append((float(m.group("w") or 1.0), m.group("name")))
     return terms
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .components import get_entry, path_params
 from .config import RunConfig, config_from_dict, diff_configs
 from .errors import CracksegError
 from .layers import load_yaml
@@ -20,10 +21,15 @@ RESULTS_FILE = "results.md"
 
 
 def data_label(data: dict[str, Any]) -> str:
-    """How tables name a data section: the dataset name, or a folder's own name."""
+    """How tables name a data section: the name of the folder it reads, else the dataset name."""
     name = str(data.get("name", "data"))
-    if data.get("root"):
-        return Path(str(data["root"])).name or name
+    try:
+        folders = [k for k, kind in path_params(get_entry("datasets", name)).items() if kind == "folder"]
+    except CracksegError:
+        folders = []
+    for key in folders:
+        if data.get(key):
+            return Path(str(data[key])).name or name
     return name
 
 

@@ -55,14 +55,17 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
+        shaped: ConfigError | None = None
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return coerce(arg, value, path)
             except ConfigError as exc:
-                errors.append(str(exc))
+                if _same_shape(arg, value):
+                    shaped = exc  # the member the value was meant to be: its error says most
+        if shaped is not None:
+            raise shaped
         raise ConfigError(f"config key {path!r}: expected {_describe(tp)}, got {value!r}")
     if origin is Literal:
         choices = get_args(tp)
@@ -116,6 +119,16 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
             return value
         raise ConfigError(f"config key {path!r}: expected {tp.__name__}, got {_tname(value)} {value!r}")
     return value
+
+
+def _same_shape(tp: Any, value: Any) -> bool:
+    """Whether ``value`` has the container shape of type ``tp`` (a mapping for a dataclass or dict, a list for a list)."""
+    origin = get_origin(tp)
+    if isinstance(value, dict):
+        return dataclasses.is_dataclass(tp) or origin is dict
+    if isinstance(value, (list, tuple)):
+        return origin in (list, tuple)
+    return False
 
 
 def to_dict(obj: Any) -> Any:

@@ -10,18 +10,46 @@ Every built-in plugin's tests subclass them, and so can a third party's::
 
 pytest collects the inherited ``test_*`` methods. Keep ``params`` tiny: the
 contracts run forward and backward passes on CPU.
+
+:func:`registered_plugin` registers a plugin module or object in this process for
+the duration of a ``with`` block (no installation needed), like pytest's ``pytester``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 
 import crackseg
 from crackseg.data import Sample
 from crackseg.errors import CracksegError
+
+
+@contextlib.contextmanager
+def registered_plugin(plugin: Any, name: str | None = None) -> Iterator[Any]:
+    """Register ``plugin`` (a module or object with ``@crackseg.hookimpl`` functions) for a ``with`` block.
+
+    Its components are available through ``crackseg.create_*``, ``crackseg run`` in this
+    process and the CLI group ``crackseg.cli.cli``; on exit the plugin is removed again.
+    A plugin the manager rejects (e.g. a misspelled hook) raises ``AssertionError`` with
+    the manager's message. Yields the :class:`crackseg.plugins.PluginManager`.
+    """
+    from crackseg.plugins import get_manager
+
+    manager = get_manager()
+    name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+    before = len(manager.problems)
+    if not manager.add_plugin(plugin, name):
+        raise AssertionError(manager.problems[-1] if len(manager.problems) > before else f"plugin {name!r} rejected")
+    manager.fill_registries()
+    try:
+        yield manager
+    finally:
+        manager.remove_plugin(name)
+        manager.fill_registries()
 
 
 def tiny_crack_samples(n: int = 3, size: int = 64, seed: int = 0) -> list[Sample]:

@@ -37,12 +37,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     )
 
 
-@pytest.fixture
-def cli():
-    return run_cli
-
-
-def make_plugin_site(site: Path, module: str, source: str, dist: str | None = None) -> dict[str, str]:
+def make_plugin_site(site: Path, module: str, source: str, dist: str | None = None, version: str = "0.1.0",
+                     entry_point: str | None = None) -> dict[str, str]:
     """Install a plugin the way pip leaves it (module + dist-info with an entry point) into ``site``.
 
     Returns the environment (PYTHONPATH) under which crackseg subprocesses see it.
@@ -52,8 +48,8 @@ def make_plugin_site(site: Path, module: str, source: str, dist: str | None = No
     dist = dist or module.replace("_", "-")
     site.mkdir(parents=True, exist_ok=True)
     (site / f"{module}.py").write_text(textwrap.dedent(source))
-    info = site / f"{dist.replace('-', '_')}-0.1.0.dist-info"
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
     info.mkdir(exist_ok=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1.0\n")
-    (info / "entry_points.txt").write_text(f"[crackseg]\n{module} = {module}\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[crackseg]\n{entry_point or module} = {module}\n")
     return {"PYTHONPATH": str(site)}

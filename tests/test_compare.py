@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, make_plugin_site, run_cli
 
 PLUGIN = '''
 import os
@@ -117,11 +117,7 @@ N_TRAIN = 4
 def site(tmp_path_factory):
     """A folder with the plugin module and its dist-info (entry point group ``crackseg``)."""
     root = tmp_path_factory.mktemp("site")
-    (root / "crackseg_cmpplug.py").write_text(PLUGIN)
-    info = root / "crackseg_cmpplug-0.1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: crackseg-cmpplug\nVersion: 0.1.0\n")
-    (info / "entry_points.txt").write_text("[crackseg]\ncmpplug = crackseg_cmpplug\n")
+    make_plugin_site(root, "crackseg_cmpplug", PLUGIN, "crackseg-cmpplug", entry_point="cmpplug")
     grid = root / "grid.yaml"
     grid.write_text(GRID)
     return root

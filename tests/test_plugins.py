@@ -12,7 +12,7 @@ from crackseg.errors import CracksegError, UnknownPluginError
 from crackseg.plugins import PluginManager, get_manager
 from crackseg.plugins.registry import Entry, Registry, unknown_name_message
 
-from conftest import run_cli
+from conftest import make_plugin_site, run_cli
 
 
 def test_builtins_are_loaded_through_entry_points():
@@ -115,18 +115,9 @@ def test_duplicate_registration_reported(capsys):
     assert m.registries["losses"].get("my-bce").plugin == "good"
 
 
-def _write_dist(site: Path, dist: str, module: str, source: str) -> None:
-    """A minimal installed distribution (as pip would leave it): a module + entry_points.txt."""
-    (site / f"{module}.py").write_text(textwrap.dedent(source))
-    info = site / f"{dist.replace('-', '_')}-1.2.3.dist-info"  # as pip names it
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
-    (info / "entry_points.txt").write_text(f"[crackseg]\n{module} = {module}\n")
-
-
 def test_plugin_failing_on_import_breaks_nothing(tmp_path):
-    _write_dist(tmp_path, "crackseg-broken", "crackseg_broken", "raise ImportError('needs libfoo')\n")
-    r = run_cli("list", "backbones", "unet", env={"PYTHONPATH": str(tmp_path)})
+    env = make_plugin_site(tmp_path, "crackseg_broken", "raise ImportError('needs libfoo')\n", "crackseg-broken", "1.2.3")
+    r = run_cli("list", "backbones", "unet", env=env)
     assert r.returncode == 0, r.stderr
     assert "unet" in r.stdout
     warn = [l for l in r.stderr.splitlines() if "crackseg_broken" in l]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, make_plugin_site, run_cli
 
 TINY = [
     "--data", "synthetic", "--device", "cpu", "--quiet",
@@ -263,14 +263,7 @@ def register_labelers(register):
 
 
 def test_third_party_plugin_works_in_run(tmp_path):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "crackseg_tiny.py").write_text(THIRD_PARTY)
-    info = site / "crackseg_tiny-0.1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: crackseg-tiny\nVersion: 0.1.0\n")
-    (info / "entry_points.txt").write_text("[crackseg]\ntiny = crackseg_tiny\n")
-    env = {"PYTHONPATH": str(site)}
+    env = make_plugin_site(tmp_path / "site", "crackseg_tiny", THIRD_PARTY, "crackseg-tiny", entry_point="tiny")
     r = run_cli("plugins", env=env)
     assert "tiny (crackseg-tiny 0.1.0)" in r.stdout and "labelers: dark" in r.stdout
     r = run_cli("run", "--labeler", "dark", "--backbone", "tiny", *TINY[:4], "--quiet",

@@ -115,6 +115,13 @@ class PluginManager:
         self._filled = False
         return True
 
+    def remove_plugin(self, name: str) -> None:
+        """Unregister a plugin; the registries are rebuilt without it on the next :meth:`fill_registries`."""
+        if self.pm.has_plugin(name):
+            self.pm.unregister(name=name)
+        self.info.pop(name, None)
+        self._filled = False
+
     def _problem(self, name: str, dist: str, version: str, msg: str) -> None:
         line = f"crackseg: warning: {describe(name, dist, version)} {msg}"
         self.problems.append(line)

@@ -34,7 +34,7 @@ code; where a paper does not say, the value is marked as chosen here:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import crackseg
@@ -65,7 +65,7 @@ class UNetOriginalParams:
     #: dropout probability at the end of the contracting path (paper: drop-out there)
     dropout: float = 0.5
     #: local state-dict file to initialise from; None = random (He) initialisation
-    pretrained_weights: str | None = None
+    pretrained_weights: str | None = field(default=None, metadata={"path": "file"})
 
 
 @dataclass
@@ -76,7 +76,7 @@ class DeepCrackLiuParams:
     #: VGG16 width of the first stage (ngf): 64/128/256/512/512
     base_channels: int = 64
     #: local state-dict file (this model's or torchvision VGG16-BN); None = random init
-    pretrained_weights: str | None = None
+    pretrained_weights: str | None = field(default=None, metadata={"path": "file"})
 
 
 @dataclass
@@ -89,7 +89,7 @@ class DeepCrackZouParams:
     #: channels of each fuse module's 3×3 conv
     fuse_channels: int = 64
     #: local state-dict file (this model's or torchvision VGG16); None = random init
-    pretrained_weights: str | None = None
+    pretrained_weights: str | None = field(default=None, metadata={"path": "file"})
 
 
 @dataclass
@@ -102,7 +102,7 @@ class OEDParams:
     #: number of poolings (inputs are padded to a multiple of 2**depth)
     depth: int = 4
     #: local state-dict file to initialise from; None = random (He) initialisation
-    pretrained_weights: str | None = None
+    pretrained_weights: str | None = field(default=None, metadata={"path": "file"})
 
 
 #: training defaults per backbone (keys understood by the trainer)

@@ -38,7 +38,7 @@ class PromptFileParams:
     """A prompt set read from a YAML file (keys normal, crack, optional templates, object)."""
 
     #: the YAML file
-    path: str = ""
+    path: str = field(default="", metadata={"path": "file"})
     #: overrides the file's object word
     object: str | None = None
 
@@ -98,7 +98,7 @@ class CrackCLIPParams:
     #: 1-based transformer blocks whose outputs (before ln_post/proj) feed the stages
     layers: list[int] = field(default_factory=lambda: [6, 12, 18, 24])
     #: local CLIP weights: OpenAI .pt (TorchScript or state dict), open_clip checkpoint, or HF CLIP folder
-    weights: str | None = None
+    weights: str | None = field(default=None, metadata={"path": "file"})
     #: open_clip pretrained tag, e.g. "openai" (downloads; for online machines)
     pretrained: str | None = None
     #: random frozen towers (tests/demos only: the maps are meaningless)

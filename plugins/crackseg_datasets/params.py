@@ -6,7 +6,7 @@ start-up, the readers themselves are imported only when a dataset is built.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 
@@ -15,7 +15,7 @@ class FolderParams:
     """A folder of ``images/`` and ``masks/`` with the same stems, optional ``splits/*.txt``."""
 
     #: dataset folder (required)
-    root: str = ""
+    root: str = field(default="", metadata={"path": "folder"})
     #: image sub-folder, relative to ``root``
     images: str = "images"
     #: mask sub-folder, relative to ``root``
@@ -35,7 +35,7 @@ class CFDParams:
     """CrackForest as downloaded: ``image/*.jpg`` and ``groundTruth/*.mat``."""
 
     #: the CFD folder (holding ``image/`` and ``groundTruth/``)
-    root: str = ""
+    root: str = field(default="", metadata={"path": "folder"})
     #: image sub-folder, relative to ``root``
     images: str = "image"
     #: ground-truth sub-folder (MATLAB ``.mat`` files), relative to ``root``
@@ -51,7 +51,7 @@ class DeepCrackParams:
     """DeepCrack as downloaded: ``train_img``, ``train_lab``, ``test_img``, ``test_lab``."""
 
     #: the DeepCrack folder (holding ``train_img/`` ...; a ``DeepCrack/`` sub-folder is found too)
-    root: str = ""
+    root: str = field(default="", metadata={"path": "folder"})
     #: an image without a label is an error; ``false``: such samples simply have no mask
     require_masks: bool = True
 
@@ -61,7 +61,7 @@ class Crack500Params:
     """Crack500 as downloaded: ``traincrop/``, ``valcrop/``, ``testcrop/`` (+ optional lists)."""
 
     #: the Crack500 folder (holding ``traincrop/`` ...; a ``CRACK500/`` sub-folder is found too)
-    root: str = ""
+    root: str = field(default="", metadata={"path": "folder"})
     #: an image without a mask is an error; ``false``: such samples simply have no mask
     require_masks: bool = True
 

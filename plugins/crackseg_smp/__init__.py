@@ -10,7 +10,7 @@ nothing is downloaded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import crackseg
 
@@ -41,7 +41,7 @@ class SMPParams:
     #: encoder name as smp knows it (resnet18, resnet34, efficientnet-b0, ...)
     encoder: str = "resnet34"
     #: local file with encoder weights (a state dict); None = random initialisation
-    encoder_weights: str | None = None
+    encoder_weights: str | None = field(default=None, metadata={"path": "file"})
     #: encoder depth (3-5)
     encoder_depth: int = 5
     in_channels: int = 3
