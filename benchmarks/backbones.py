@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                "--threads", str(args.threads), "--device", args.device]
         res = subprocess.run(cmd, capture_output=True, text=True, env=env)
         lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
-        row = json.loads(lines[-1]) if lines else {"name": name, "error": (res.stderr.strip().splitlines() or ["?"])[-1]}
+        error = (res.stderr.strip().splitlines() or ["?"])[-1]
+        row = json.loads(lines[-1]) if lines else {"name": name, "error": error}
         print(json.dumps(row), file=sys.stderr)
         rows.append(row)
     print(f"\nfsv labels, DeepCrack, {args.budget_s:g} s {args.device} training per backbone at {args.image_size} px, "

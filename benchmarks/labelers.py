@@ -69,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.root / "images").is_dir():
         print(f"SKIP: CFD not found at {args.root} (pass --root)")
         return 0
-    import numpy as np
     import torch
 
     import crackseg

@@ -12,16 +12,33 @@ from __future__ import annotations
 import fnmatch
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
+from .compare.command import compare
 from .components import create_labeler
-from .config import PROTOCOLS, RunConfig, data_spec, merge_layers, resolve_config, resolve_data_section, resolve_section
+from .config import (
+    PROTOCOLS,
+    RunConfig,
+    data_spec,
+    merge_layers,
+    resolve_config,
+    resolve_data_section,
+    resolve_section,
+    to_yaml,
+)
+from .data import load_samples
+from .distributed import detect, init, launch_local, resolve_device
 from .errors import ConfigError, CracksegError
+from .labeler import LabelContext, declared_artefacts
 from .layers import load_yaml, parse_set
+from .metrics import evaluate_dirs, write_prf_table
 from .plugins import KINDS, get_manager, registry
+from .predict import predict_paths
+from .run_folder import check_run_dir, default_out
 
 #: packages whose absence is reported as a missing extra instead of a traceback
 _HEAVY_PACKAGES = ("torch", "torchvision", "open_clip", "segmentation_models_pytorch", "pytorch_grad_cam",
@@ -77,8 +94,10 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--data", help="Dataset name (crackseg list datasets) or a folder path."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to compute."),
         click.option("--seed", type=int, help="Random seed."),
-        click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/<labeler>-<backbone>-<data>)."),
-        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key, e.g. train.epochs=3."),
+        click.option("--out", type=click.Path(file_okay=False),
+                     help="Run folder (default runs/<labeler>-<backbone>-<data>)."),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                     help="Override any config key, e.g. train.epochs=3."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -126,16 +145,12 @@ def run(precision: str | None, resume: bool, nproc: int, quiet: bool, **kw: Any)
     Under torchrun (or with --nproc N) training uses DistributedDataParallel; the
     batch size stays the global one.
     """
-    from .run_folder import check_run_dir, default_out
-
     if precision:
         kw["sets"] = tuple(kw["sets"]) + (f"train.precision={precision}",)
     cfg = build_config(**kw)
     if not cfg.out:
         cfg.out = default_out(cfg)
     if nproc > 1:
-        from .distributed import launch_local
-
         check_run_dir(cfg, resume)
         launch_local(nproc, _argv_without_nproc(), out=cfg.out)
         return
@@ -169,9 +184,6 @@ def config() -> None:
 @run_options
 def config_show(**kw: Any) -> None:
     """Print the resolved config (defaults + file + flags + --set) without running."""
-    from .config import to_yaml
-    from .run_folder import default_out
-
     cfg = build_config(**kw)
     if not cfg.out:
         cfg.out = default_out(cfg)
@@ -227,8 +239,6 @@ def list_cmd(kind: str, pattern: str) -> None:
 @click.option("--prf", type=click.Path(dir_okay=False), help="Per-threshold P/R/F table (default PRED_DIR/prf.tsv).")
 def evaluate(pred_dir: str, gt_dir: str, protocol: str, as_json: bool, prf: str | None) -> None:
     """Score probability maps (uint8 PNG, value/255) against ground-truth masks, paired by file stem."""
-    from .metrics import evaluate_dirs, write_prf_table
-
     res = evaluate_dirs(pred_dir, gt_dir, protocol)
     prf_path = Path(prf) if prf else Path(pred_dir) / "prf.tsv"
     try:
@@ -254,8 +264,6 @@ def evaluate(pred_dir: str, gt_dir: str, protocol: str, as_json: bool, prf: str 
 def predict(source: str, images: tuple[str, ...], out: str, device: str, threshold: float | None,
             mode: str | None, quiet: bool) -> None:
     """Apply a finished run (RUN_DIR or CHECKPOINT) to photos of any size."""
-    from .predict import predict_paths
-
     written = predict_paths(source, images, out, device=device, threshold=threshold, mode=mode, quiet=quiet)
     click.echo(f"wrote {len(written)} masks to {out} (probabilities in {Path(out) / 'prob'}, "
                f"overlays in {Path(out) / 'overlay'})")
@@ -278,9 +286,6 @@ _LABEL_KEYS = ("labeler", "data")
 def label(labeler: str, data: str, split: str, out: str, device: str, seed: int,
           config_file: str | None, sets: tuple[str, ...], quiet: bool) -> None:
     """Write pseudo-labels (DIR/<stem>.png, 0/255) and soft maps (DIR/soft/) for a dataset split."""
-    from .data import load_samples
-    from .distributed import detect, init, resolve_device
-    from .labeler import LabelContext, declared_artefacts
     from .pseudo_labels import write_pseudo_labels
     from .runner import prepare_labeler
 
@@ -288,7 +293,8 @@ def label(labeler: str, data: str, split: str, out: str, device: str, seed: int,
                         {"labeler": {"name": labeler}, "data": data_spec(data)}, parse_set(list(sets))])
     unknown = sorted(set(raw) - set(_LABEL_KEYS))
     if unknown:
-        raise ConfigError(f"config key {unknown[0]!r} is not used by `crackseg label` (valid: {', '.join(_LABEL_KEYS)})")
+        raise ConfigError(f"config key {unknown[0]!r} is not used by `crackseg label` "
+                          f"(valid: {', '.join(_LABEL_KEYS)})")
     lab_section = resolve_section("labelers", raw["labeler"], "labeler")
     data_section = resolve_data_section(raw["data"])
     samples = load_samples(data_section, split)
@@ -305,13 +311,7 @@ def label(labeler: str, data: str, split: str, out: str, device: str, seed: int,
         click.echo(f"wrote {len(files)} pseudo-labels to {out} (soft maps in {Path(out) / 'soft'})")
 
 
-def _add_builtin_commands() -> None:
-    from .compare.command import compare  # light: the grid logic is imported when the command runs
-
-    cli.add_command(compare)
-
-
-_add_builtin_commands()
+cli.add_command(compare)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -92,9 +92,14 @@ def path_params(entry: Entry) -> dict[str, str]:
 def default_name(kind: str) -> str:
     """The component a run uses when it names none of ``kind`` (the first ``default=True`` entry)."""
     k = kind_of(kind)
-    names = registry(k).defaults()
+    reg = registry(k)
+    names = reg.defaults()
     if not names:
         what = SINGULAR[k]
+        missing = [e for e in reg.unavailable() if e.extras.get("default")]
+        if missing:
+            raise ConfigError(f"no {what} given, and the default {what} {missing[0].name!r} is not available: "
+                              f"{missing[0].unavailable}")
         raise ConfigError(f"no {what} given and no installed plugin offers a default {what}; "
                           f"name one (crackseg list {k})")
     return names[0]

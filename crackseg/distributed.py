@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,9 +134,6 @@ def launch_local(nproc: int, crackseg_args: list[str], out: str | None = None) -
     A worker that fails ends the job (torchrun stops the others); this reports it in
     one line and exits with status 2 so scripts can react.
     """
-    import subprocess
-    import sys
-
     if "--out" not in crackseg_args and not any(a.startswith("--out=") for a in crackseg_args) and out:
         crackseg_args = [*crackseg_args, "--out", out]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",

@@ -7,8 +7,9 @@ finished run is evaluated on (``RUN/eval/<name>/``, e.g. the test sets of a grid
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -40,7 +41,8 @@ def predict_and_evaluate(model: Any, samples: Sequence[Sample], out_dir: Path, c
     acc = MetricAccumulator(cfg.eval.protocol)
     pred_dir = out_dir / "predictions"
     overlay_stems = {s.stem for s in list(samples)[: pc.overlays]}
-    for start in tqdm(range(0, len(mine), pc.batch_size), desc="predict", disable=quiet or not env.is_main, leave=False):
+    starts = range(0, len(mine), pc.batch_size)
+    for start in tqdm(starts, desc="predict", disable=quiet or not env.is_main, leave=False):
         chunk = mine[start : start + pc.batch_size]
         imgs = [s.load_image() for s in chunk]
         for s, img, prob in zip(chunk, imgs, predictor.predict_many(imgs)):

@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from .errors import DataError
 
@@ -123,8 +125,6 @@ def images_by_stem(folder: str | os.PathLike[str], suffixes: tuple[str, ...] = I
 
 def image_shape(path: str | os.PathLike[str]) -> tuple[int, int]:
     """(H, W) of an image, from its header when possible (a full decode, which names the file on error, otherwise)."""
-    from PIL import Image
-
     try:
         with Image.open(path) as im:
             w, h = im.size

@@ -8,10 +8,11 @@ for the first and then finds the results cached.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .errors import CracksegError
 
@@ -19,8 +20,6 @@ from .errors import CracksegError
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike[str], timeout_s: float = 24 * 3600, poll_s: float = 0.5) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (created if needed) for the ``with`` block."""
-    import fcntl
-
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)

@@ -6,7 +6,8 @@ Individual losses are plugins (``register_losses``); each maps
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 

@@ -73,13 +73,15 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
 from .errors import CracksegError, DataError
+from .io import images_by_stem, read_gray, write_text
 
 __all__ = [
     "PROTOCOLS",
@@ -317,7 +319,7 @@ class MetricAccumulator:
         """``(stem, pos_hist, neg_hist)`` per image, in the order they were added."""
         return [(s, p.copy(), n.copy()) for s, p, n in zip(self._stems, self._pos, self._neg)]
 
-    def merge(self, other: "MetricAccumulator") -> None:
+    def merge(self, other: MetricAccumulator) -> None:
         """Add every image of ``other`` (e.g. a shard from another process)."""
         for stem, pos, neg in other.histograms():
             self.add_histograms(stem, pos, neg)
@@ -398,8 +400,6 @@ def pair_by_stem(
 
     Missing or extra files raise :class:`DataError` naming up to 5 stems on each side.
     """
-    from .io import images_by_stem
-
     preds = images_by_stem(pred_dir, what="prediction")
     gts = images_by_stem(gt_dir, what="ground-truth")
     if not gts:
@@ -435,8 +435,6 @@ def evaluate_dirs(
     are crack where grey > 127. ``progress`` may wrap the pair iterator (for
     example ``tqdm``).
     """
-    from .io import read_gray
-
     acc = MetricAccumulator(protocol)
     pairs: Iterable[tuple[str, Path, Path]] = pair_by_stem(pred_dir, gt_dir)
     if progress is not None:
@@ -467,6 +465,4 @@ def prf_rows(result: MetricsResult) -> Iterator[str]:
 
 def write_prf_table(result: MetricsResult, path: str | os.PathLike[str]) -> None:
     """Write ``threshold, precision, recall, f1`` per row as TSV, atomically."""
-    from .io import write_text
-
     write_text(path, "\n".join(prf_rows(result)) + "\n")

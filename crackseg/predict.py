@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
 
 import numpy as np
 
+from .distributed import resolve_device
 from .errors import CracksegError
 from .io import IMAGE_SUFFIXES, images_by_stem, read_image, write_png
 from .overlays import overlay
@@ -40,7 +41,6 @@ def predict_paths(source: str | Path, inputs: Sequence[str], out: str | Path, *,
     from tqdm.auto import tqdm
 
     from .checkpoints import load_model
-    from .distributed import resolve_device
     from .inference import Predictor, postprocess
 
     paths = collect_images(inputs)

@@ -11,17 +11,19 @@ import contextlib
 import random
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
+from . import __version__
 from . import distributed as dist_utils
-from .components import create_backbone, create_dataset, create_labeler
+from .components import create_backbone, create_dataset, create_labeler, create_loss
 from .config import DATA_KEYS, RunConfig, to_yaml
 from .data import Sample
 from .errors import CracksegError
-from .io import write_json, write_text
+from .io import read_mask, write_json, write_text
 from .keys import content_key
 from .labeler import LabelContext, Labeler, declared_artefacts
 from .locks import file_lock
@@ -61,17 +63,14 @@ def run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[st
 def _is_dist_failure(exc: BaseException) -> bool:
     name = type(exc).__name__
     text = str(exc).lower()
-    return name in ("DistBackendError", "DistNetworkError", "DistStoreError") or any(
-        w in text for w in ("connection closed", "connection reset", "timed out", "timeout", "broken pipe", "gloo", "nccl")
-    )
+    words = ("connection closed", "connection reset", "timed out", "timeout", "broken pipe", "gloo", "nccl")
+    return name in ("DistBackendError", "DistNetworkError", "DistStoreError") or any(w in text for w in words)
 
 
 def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
     from .backbone import input_stats, loss_weights  # torch from here on
     from .checkpoints import CHECKPOINT_FILE, load_checkpoint, load_model_state
-    from .components import create_loss
     from .evaluation import predict_and_evaluate
-    from .io import read_mask
     from .losses import DeepSupervisionLoss
     from .pseudo_labels import write_pseudo_labels
     from .training import SegmentationTrainSet, resize_pair, train_segmentation
@@ -136,7 +135,7 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
         "backbone": {"name": cfg.backbone["name"], "params": _params(cfg.backbone)},
         "image_size": size,
         "predict": to_dict(cfg.predict),
-        "crackseg_version": _version(),
+        "crackseg_version": __version__,
     }
     ckpt_path = run_dir / CHECKPOINT_FILE
     result = train_segmentation(
@@ -239,7 +238,3 @@ def _limit(samples: list[Sample], n: int) -> list[Sample]:
     return samples[:n] if n else samples
 
 
-def _version() -> str:
-    from . import __version__
-
-    return __version__

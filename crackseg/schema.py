@@ -90,7 +90,7 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"config key {path!r}: expected a mapping, got {_tname(value)}")
         kt, vt = get_args(tp) or (Any, Any)
         return {coerce(kt, k, path): coerce(vt, v, f"{path}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         return build(tp, value, path)
@@ -122,7 +122,7 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
 
 
 def _same_shape(tp: Any, value: Any) -> bool:
-    """Whether ``value`` has the container shape of type ``tp`` (a mapping for a dataclass or dict, a list for a list)."""
+    """Whether ``value`` has the container shape of ``tp``: a mapping for a dataclass or dict, a list for a list."""
     origin = get_origin(tp)
     if isinstance(value, dict):
         return dataclasses.is_dataclass(tp) or origin is dict

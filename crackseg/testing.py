@@ -18,14 +18,19 @@ the duration of a ``with`` block (no installation needed), like pytest's ``pytes
 from __future__ import annotations
 
 import contextlib
+import functools
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import numpy as np
+import pytest
 
 import crackseg
 from crackseg.data import Sample
 from crackseg.errors import CracksegError
+from crackseg.labeler import LabelContext, declared_artefacts
+from crackseg.plugins import get_manager
 
 
 @contextlib.contextmanager
@@ -37,8 +42,6 @@ def registered_plugin(plugin: Any, name: str | None = None) -> Iterator[Any]:
     A plugin the manager rejects (e.g. a misspelled hook) raises ``AssertionError`` with
     the manager's message. Yields the :class:`crackseg.plugins.PluginManager`.
     """
-    from crackseg.plugins import get_manager
-
     manager = get_manager()
     name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
     before = len(manager.problems)
@@ -67,8 +70,8 @@ def tiny_crack_samples(n: int = 3, size: int = 64, seed: int = 0) -> list[Sample
             cv2.polylines(mask, [pts[:, ::-1].astype(np.int32)], False, 1, thickness=2)
         img[mask > 0] = (img[mask > 0] * 0.35).astype(np.uint8)
         m = mask > 0
-        out.append(Sample(stem=f"tiny{i}", load_image=lambda img=img: img.copy(),
-                          load_mask=lambda m=m: m.copy(), source=f"tiny:{seed}:{i}"))
+        out.append(Sample(stem=f"tiny{i}", load_image=functools.partial(np.copy, img),
+                          load_mask=functools.partial(np.copy, m), source=f"tiny:{seed}:{i}"))
     return out
 
 
@@ -118,6 +121,8 @@ class BackboneContract:
             assert torch.isfinite(t).all(), key
 
     def test_backward_reaches_trainable_parameters(self):
+        import torch
+
         from crackseg.backbone import as_outputs, loss_weights
 
         model = self.make().train()
@@ -125,7 +130,7 @@ class BackboneContract:
         outs = as_outputs(model(x))
         weights = loss_weights(model)
         assert set(weights) <= set(outs), f"loss_weights {set(weights)} vs outputs {set(outs)}"
-        sum(outs[k].float().mean() * w for k, w in weights.items()).backward()
+        torch.stack([outs[k].float().mean() * w for k, w in weights.items()]).sum().backward()
         trainable = [p for p in model.parameters() if p.requires_grad]
         assert trainable, "no trainable parameters"
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable)
@@ -178,8 +183,6 @@ class LossContract:
         assert logits.grad is not None and torch.isfinite(logits.grad).all()
 
     def test_better_prediction_scores_lower(self):
-        import pytest
-
         if not self.prefers_the_label:
             pytest.skip(f"{self.name} is an auxiliary loss; its optimum is not the label")
         y = self._target()
@@ -244,8 +247,6 @@ class LabelerContract:
 
     def context(self, tmp_path: Path, labeler: Any = None):
         """A CPU context; every artefact the labeler declares gets a folder under ``tmp_path``."""
-        from crackseg.labeler import LabelContext, declared_artefacts
-
         work = tmp_path / "labeler"
         dirs = {name: work / name for name in declared_artefacts(labeler)} if labeler is not None else {}
         return LabelContext(device="cpu", work_dir=work, seed=0, quiet=True, batch_size=4, artefact_dirs=dirs)

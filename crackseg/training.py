@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -159,7 +160,7 @@ def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    return cls(params, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), weight_decay=cfg.weight_decay)
 
 
 def train_segmentation(
@@ -200,7 +201,9 @@ def train_segmentation(
             log("the backbone has no trainable parameters: training skipped")
         return TrainResult(0, 0, [], stopped_early="nothing to train")
     optimizer = make_optimizer(trainable, cfg)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma) if cfg.lr_step > 0 else None
+    scheduler = None
+    if cfg.lr_step > 0:
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
 
     start_epoch, step, history = 0, 0, []
     if resume and checkpoint_path.is_file():
@@ -226,7 +229,7 @@ def train_segmentation(
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         fwd = DDP(fwd, device_ids=[torch.device(device).index] if use_cuda else None)
-    sampler = torch.utils.data.DistributedSampler(
+    sampler: torch.utils.data.DistributedSampler[Any] = torch.utils.data.DistributedSampler(
         train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=seed, drop_last=False
     )
     loader = torch.utils.data.DataLoader(

@@ -28,6 +28,31 @@ def _one_thread():
         yield
 
 
+def pinned_version(distribution: str) -> str | None:
+    """The version of ``distribution`` pinned in constraints.txt (None when it is not pinned)."""
+    import re
+
+    wanted = re.sub(r"[-_.]+", "-", distribution).lower()
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        name, sep, version = line.split("#")[0].strip().partition("==")
+        if sep and re.sub(r"[-_.]+", "-", name).lower() == wanted:
+            return version.strip()
+    return None
+
+
+def require_pinned(distribution: str) -> None:
+    """Skip the calling test unless the installed ``distribution`` is the version constraints.txt pins.
+
+    For assertions that hold for one version of a dependency (e.g. its exact parameter counts).
+    """
+    from importlib import metadata
+
+    want = pinned_version(distribution)
+    have = metadata.version(distribution)
+    if want is None or have != want:
+        pytest.skip(f"{distribution} {have} installed; this test checks the pinned {want} (constraints.txt)")
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: int = 600):
     """Run ``python -m crackseg ARGS`` in a subprocess; return the CompletedProcess."""
     full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}

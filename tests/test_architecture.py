@@ -22,11 +22,10 @@ import numpy as np
 import pytest
 
 import crackseg
+from conftest import REPO
 from crackseg.config import DataSplits, EvalConfig, PredictConfig, RunConfig, TrainConfig
 from crackseg.plugins import EXTRAS, KINDS, SINGULAR, get_manager
 from crackseg.plugins.manager import BUILTIN_DISTRIBUTION
-
-from conftest import REPO
 
 CORE = REPO / "crackseg"
 
@@ -140,7 +139,8 @@ def test_evaluate_and_plugins_work_without_torch(tmp_path):
     r = _without_torch(f"""
         from crackseg.cli import main
         try:
-            main(["evaluate", {str(tmp_path / 'p')!r}, {str(tmp_path / 'g')!r}, "--json", "--prf", {str(tmp_path / 'prf.tsv')!r}])
+            main(["evaluate", {str(tmp_path / 'p')!r}, {str(tmp_path / 'g')!r}, "--json",
+                  "--prf", {str(tmp_path / 'prf.tsv')!r}])
         except SystemExit as exc:
             assert not exc.code, exc.code
     """, tmp_path)
@@ -158,7 +158,8 @@ def test_evaluate_and_plugins_work_without_torch(tmp_path):
         main(["run", "--backbone", "crackclip"])
     """, tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.strip() == ("crackseg: error: backbone 'crackclip' is not available: plugin 'crackclip' needs torch, "
+    assert r.stderr.strip() == ("crackseg: error: backbone 'crackclip' is not available: "
+                                "plugin 'crackclip' needs torch, "
                                 "open_clip, which are not installed (pip install 'crackseg[clip]')")
 
 

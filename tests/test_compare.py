@@ -168,7 +168,8 @@ def test_paper_grid_cells_are_shared_between_tables():
     paper = load_grid(REPO / "configs/paper/all.yaml", "paper")
     assert [c.name for c in paper.cells] == names  # same indices in both presets
     assert paper.published and paper.tables[0].published["crackclip"]["cfd"] == [40.80, 41.74, 31.81]
-    assert paper.cells[3].config["backbone"]["image_size"] == 518 and not paper.cells[3].config["backbone"]["random_init"]
+    clip = paper.cells[3].config["backbone"]
+    assert clip["image_size"] == 518 and not clip["random_init"]
 
 
 def test_cell_keys_follow_the_inputs():

@@ -146,7 +146,8 @@ def test_text_matrix_is_unit_columns_normal_then_crack(model: Any) -> None:
 
     tokens = model._tokenizer(model._sentences["crack"][:20] + ["a photo of a pavement!"])
     with torch.no_grad():
-        torch.testing.assert_close(encode_text(model.clip, tokens), model.clip.encode_text(tokens), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(encode_text(model.clip, tokens), model.clip.encode_text(tokens),
+                                   atol=1e-5, rtol=1e-5)
 
 
 def test_wrong_input_size_is_a_clear_error(model: Any) -> None:
@@ -322,7 +323,8 @@ def test_folder_without_config_is_rejected(tiny_cfg: str, tmp_path: Path) -> Non
 
 
 # -- activation switch --------------------------------------------------------------------------
-def test_activation_switch_selects_gelu_or_quickgelu(tiny_cfg: str, model: Any, batch: torch.Tensor, tmp_path: Path) -> None:
+def test_activation_switch_selects_gelu_or_quickgelu(tiny_cfg: str, model: Any, batch: torch.Tensor,
+                                                      tmp_path: Path) -> None:
     from open_clip.transformer import QuickGELU
 
     def acts(m: Any) -> set[type]:
@@ -337,7 +339,8 @@ def test_activation_switch_selects_gelu_or_quickgelu(tiny_cfg: str, model: Any, 
 
 
 # -- token cache ------------------------------------------------------------------------------------
-def test_memory_token_cache_matches_uncached_path(tiny_cfg: str, model: Any, batch: torch.Tensor, tmp_path: Path) -> None:
+def test_memory_token_cache_matches_uncached_path(tiny_cfg: str, model: Any, batch: torch.Tensor,
+                                                  tmp_path: Path) -> None:
     m = build(tiny_cfg, random_init=False, weights=_save_clip(model, tmp_path / "w.pt"), token_cache="memory")
     m.load_checkpoint_state_dict(model.checkpoint_state_dict())
     keys = ["img-a", None]
@@ -360,7 +363,8 @@ def test_token_cache_off_is_plain_forward(model: Any, batch: torch.Tensor) -> No
     torch.testing.assert_close(model.forward_train(batch, ["a", "b"])["out"], model(batch)["out"], atol=0, rtol=0)
 
 
-def test_disk_token_cache_is_reused_across_models(tiny_cfg: str, model: Any, batch: torch.Tensor, tmp_path: Path) -> None:
+def test_disk_token_cache_is_reused_across_models(tiny_cfg: str, model: Any, batch: torch.Tensor,
+                                                  tmp_path: Path) -> None:
     weights = _save_clip(model, tmp_path / "w.pt")
     kw = dict(random_init=False, weights=weights, token_cache="disk", token_cache_dir=str(tmp_path / "cache"))
     a = build(tiny_cfg, **kw)
@@ -378,7 +382,8 @@ def test_disk_token_cache_is_reused_across_models(tiny_cfg: str, model: Any, bat
     assert c.token_cache.hits == 0
 
 
-def test_token_cache_is_bounded(tiny_cfg: str, model: Any, batch: torch.Tensor, capsys: pytest.CaptureFixture[str]) -> None:
+def test_token_cache_is_bounded(tiny_cfg: str, model: Any, batch: torch.Tensor,
+                                capsys: pytest.CaptureFixture[str]) -> None:
     per_image = 4 * 16 * 64 * 2  # stages x patches x width x fp16 bytes
     m = build(tiny_cfg, token_cache="memory", token_cache_max_gb=1.5 * per_image / 2**30)
     m.forward_train(batch, ["a", "b"])
@@ -412,7 +417,8 @@ def test_prompt_choice_changes_text_features(tiny_cfg: str, model: Any, tmp_path
     assert not torch.allclose(t_crack, t_own)
 
 
-def test_train_prompts_are_used_in_training_mode_only(tiny_cfg: str, model: Any, batch: torch.Tensor, tmp_path: Path) -> None:
+def test_train_prompts_are_used_in_training_mode_only(tiny_cfg: str, model: Any, batch: torch.Tensor,
+                                                      tmp_path: Path) -> None:
     weights = _save_clip(model, tmp_path / "w.pt")
     m = build(tiny_cfg, random_init=False, weights=weights, train_prompts="generic")
     generic = build(tiny_cfg, random_init=False, weights=weights, prompts="generic")

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import crackseg
-
 from conftest import run_cli
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
@@ -61,7 +60,8 @@ def test_gradcam_labeler_on_cuda_matches_cpu(tmp_path):
 
 
 def test_crackclip_tiny_on_cuda(tmp_path):
-    cfg = {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": 4, "width": 64, "patch_size": 16, "head_width": 32},
+    cfg = {"embed_dim": 32,
+           "vision_cfg": {"image_size": 64, "layers": 4, "width": 64, "patch_size": 16, "head_width": 32},
            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
     path = tmp_path / "tiny.json"
     path.write_text(json.dumps(cfg))

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
 import crackseg
+from conftest import make_plugin_site, run_cli
 from crackseg.errors import CracksegError, UnknownPluginError
 from crackseg.plugins import PluginManager, get_manager
 from crackseg.plugins.registry import Entry, Registry, unknown_name_message
-
-from conftest import make_plugin_site, run_cli
 
 
 def test_builtins_are_loaded_through_entry_points():
@@ -58,7 +56,7 @@ class _GoodPlugin:
     @staticmethod
     @crackseg.hookimpl
     def register_losses(register):
-        from crackseg_losses import _bce, BCEParams
+        from crackseg_losses import BCEParams, _bce
 
         register("my-bce", _bce, params=BCEParams, description="test")
 
@@ -116,7 +114,8 @@ def test_duplicate_registration_reported(capsys):
 
 
 def test_plugin_failing_on_import_breaks_nothing(tmp_path):
-    env = make_plugin_site(tmp_path, "crackseg_broken", "raise ImportError('needs libfoo')\n", "crackseg-broken", "1.2.3")
+    env = make_plugin_site(tmp_path, "crackseg_broken", "raise ImportError('needs libfoo')\n", "crackseg-broken",
+                           "1.2.3")
     r = run_cli("list", "backbones", "unet", env=env)
     assert r.returncode == 0, r.stderr
     assert "unet" in r.stdout

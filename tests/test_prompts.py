@@ -8,8 +8,8 @@ import pytest
 
 import crackseg
 from crackseg.errors import ConfigError, CracksegError
-from crackseg_crackclip.prompts import WINCLIP_TEMPLATES, PromptSet, load_prompt_file
 from crackseg.testing import PromptSetContract
+from crackseg_crackclip.prompts import WINCLIP_TEMPLATES, PromptSet, load_prompt_file
 
 
 class TestCrackPromptsContract(PromptSetContract):

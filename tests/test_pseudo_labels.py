@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from crackseg.pseudo_labels import label_paths, write_pseudo_labels
 from crackseg.labeler import LabelContext, PseudoLabel
+from crackseg.pseudo_labels import label_paths, write_pseudo_labels
 from crackseg.testing import tiny_crack_samples
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,7 +120,9 @@ def test_predictor_tiles_equal_single_window_when_image_fits():
     big = np.random.default_rng(2).integers(0, 255, (150, 130, 3), dtype=np.uint8)
     c = Predictor(model, 64, "cpu", mode="tile").predict_many([big])[0]
     with torch.no_grad():
-        x = (torch.from_numpy(big).permute(2, 0, 1)[None].float() / 255 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        x = (torch.from_numpy(big).permute(2, 0, 1)[None].float() / 255 - mean) / std
         full = torch.sigmoid(model(x))[0, 0].numpy()
     inner = (slice(2, -2), slice(2, -2))  # a 3x3 conv only differs at tile borders (padding)
     assert c.shape == (150, 130)
@@ -275,7 +275,8 @@ def test_third_party_plugin_works_in_run(tmp_path):
 
 def test_cam_location_with_crackclip_end_to_end(tmp_path):
     """The paper's pipeline through the CLI, with a tiny random-init CLIP (no weights can be downloaded)."""
-    tiny = {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": 4, "width": 64, "patch_size": 16, "head_width": 32},
+    tiny = {"embed_dim": 32,
+            "vision_cfg": {"image_size": 64, "layers": 4, "width": 64, "patch_size": 16, "head_width": 32},
             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
     cfg = tmp_path / "tiny-clip.json"
     cfg.write_text(json.dumps(tiny))
@@ -293,7 +294,8 @@ def test_cam_location_with_crackclip_end_to_end(tmp_path):
     assert "| cam-location | crackclip | synthetic |" in r.stdout and "random-init CLIP" in r.stdout
     ck = __import__("torch").load(out / "checkpoint.pt", weights_only=True)
     assert ck["model"] and all(k.startswith("adapters") for k in ck["model"])  # adapters only
-    assert (out / "labeler" / "classifier" / "classifier.pt").is_file() and len(list((out / "labels").glob("*.png"))) == 4
+    assert (out / "labeler" / "classifier" / "classifier.pt").is_file()
+    assert len(list((out / "labels").glob("*.png"))) == 4
 
 
 def test_missing_clip_weights_fail_before_anything_is_written(tmp_path):

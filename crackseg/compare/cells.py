@@ -8,8 +8,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from ..config import resolve_config
 from ..errors import CracksegError
@@ -127,7 +128,8 @@ def run_workers(grid: Grid, config_path: str, runs_dir: Path, indices: Sequence[
                 if device:
                     cmd += ["--device", device]
                 fh = open(logs / f"cell-{k}.log", "wb")
-                running[k] = (subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env), fh, time.perf_counter())
+                proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+                running[k] = (proc, fh, time.perf_counter())
                 log(f"cell {k} {grid.cells[k].name}: started (log {logs / f'cell-{k}.log'})")
             time.sleep(0.2)
             for k, (proc, fh, t0) in list(running.items()):
@@ -143,7 +145,7 @@ def run_workers(grid: Grid, config_path: str, runs_dir: Path, indices: Sequence[
                     failed.append(k)
                     log(f"cell {k} {grid.cells[k].name}: FAILED (exit {rc}); see {logs / f'cell-{k}.log'}")
     finally:
-        for proc, fh, _ in running.values():  # interrupted: stop the children this call started
+        for proc, _, _ in running.values():  # interrupted: stop the children this call started
             proc.terminate()
         for proc, fh, _ in running.values():
             try:
@@ -154,7 +156,8 @@ def run_workers(grid: Grid, config_path: str, runs_dir: Path, indices: Sequence[
     if failed:
         first = logs / f"cell-{failed[0]}.log"
         raise CracksegError(
-            f"{len(failed)} cell(s) failed ({', '.join(map(str, sorted(failed)))}); last lines in {first}: {_tail(first)}"
+            f"{len(failed)} cell(s) failed ({', '.join(map(str, sorted(failed)))}); "
+            f"last lines in {first}: {_tail(first)}"
         )
     return done
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -38,7 +39,8 @@ class CompareOptions:
 
 @click.command("compare")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
-@click.option("--preset", help="Preset of the grid config (e.g. paper, cpu-small; default: the config's default_preset).")
+@click.option("--preset",
+              help="Preset of the grid config (e.g. paper, cpu-small; default: the config's default_preset).")
 @click.option("--out", "runs_dir", type=click.Path(file_okay=False),
               help="RUNS_DIR for cells, shared labels and tables (default runs/compare-<grid>-<preset>).")
 @click.option("--workers", type=int, default=1, show_default=True, help="Run independent cells in N local processes.")

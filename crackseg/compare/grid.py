@@ -26,9 +26,10 @@ from __future__ import annotations
 import copy
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from .. import schema
 from ..config import resolve_config
@@ -339,9 +340,9 @@ def expand(raw: dict[str, Any], preset: str | None = None, overrides: dict[str, 
             row_layer: dict[str, Any] = {"labeler": row["labeler"], "backbone": dict(row["backbone"])}
             if row.get("loss"):
                 row_layer["loss"] = row["loss"]
-            layers = [
-                copy.deepcopy(base.labelers.get(lab) or {}),
-                copy.deepcopy(base.backbones.get(bb) or {}),
+            layers: list[dict[str, Any]] = [
+                _layer(base.labelers.get(lab)),
+                _layer(base.backbones.get(bb)),
                 copy.deepcopy(spec.shared),
                 row_layer,
                 copy.deepcopy(row.get("set") or {}),
@@ -433,21 +434,28 @@ def _row_specs(table: TableSpec, where: str) -> Iterator[dict[str, Any]]:
     if axes["labelers"] == [None] or axes["backbones"] == [None]:
         raise ConfigError(f"{where}: grid needs 'labelers' and 'backbones' lists")
     varying = [a for a in axes if len(axes[a]) > 1] or ["labelers", "backbones"]
-    for lab in axes["labelers"]:
-        for bb in axes["backbones"]:
-            for pr in axes["prompts"]:
-                for loss in axes["losses"]:
-                    assert lab is not None and bb is not None
-                    chosen = {"labelers": lab, "backbones": bb, "prompts": pr, "losses": loss}
+    for la in axes["labelers"]:
+        for ba in axes["backbones"]:
+            for pa in axes["prompts"]:
+                for lo in axes["losses"]:
+                    assert la is not None and ba is not None
+                    chosen = {"labelers": la, "backbones": ba, "prompts": pa, "losses": lo}
+                    picked = {a: it for a, it in chosen.items() if it is not None}
                     layer: dict[str, Any] = {}
-                    for it in chosen.values():
-                        if it is not None:
-                            layer = deep_merge(layer, it.set)
-                    rid = _auto_id(ids[id(lab)], ids[id(bb)], pr and ids[id(pr)], loss and ids[id(loss)])
-                    label = " / ".join(it.label for a in varying if (it := chosen[a]) is not None)
-                    yield {"id": rid, "label": label or rid, "labeler": {"name": lab.name},
-                           "backbone": {"name": bb.name}, "prompts": pr and pr.name,
-                           "loss": loss and loss.name, "set": layer, "note": None}
+                    for it in picked.values():
+                        layer = deep_merge(layer, it.set)
+                    rid = _auto_id(ids[id(la)], ids[id(ba)], pa and ids[id(pa)], lo and ids[id(lo)])
+                    label = " / ".join(picked[a].label for a in varying if a in picked)
+                    yield {"id": rid, "label": label or rid, "labeler": {"name": la.name},
+                           "backbone": {"name": ba.name}, "prompts": pa and pa.name,
+                           "loss": lo and lo.name, "set": layer, "note": None}
+
+
+def _layer(value: str | dict[str, Any] | None) -> dict[str, Any]:
+    """A copy of a base config layer (file names were inlined when the grid was loaded)."""
+    if isinstance(value, str):
+        raise ConfigError(f"base config {value!r} was not inlined; load grids with load_grid_file")
+    return copy.deepcopy(value or {})
 
 
 def _plugin(value: Any, what: str, where: str) -> dict[str, Any]:

@@ -11,8 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+
+import numpy as np
 
 from ..data import load_samples
 from ..io import atomic_write, read_gray
@@ -81,7 +84,8 @@ def markdown_table(table: dict[str, Any], tests: Sequence[dict[str, Any]]) -> st
     out = [f"### {table['title']}", ""]
     if table.get("caption"):
         out += [table["caption"], ""]
-    body = [[label if kind == "ours" else f"↳ {label}", *[f"**{c}**" if (i, j) in bold else c for j, c in enumerate(cells)]]
+    body = [[label if kind == "ours" else f"↳ {label}",
+             *[f"**{c}**" if (i, j) in bold else c for j, c in enumerate(cells)]]
             for i, (kind, label, cells) in enumerate(lines)]
     out.append(_pipe_table(head, body))
     notes = _notes(table)
@@ -100,8 +104,8 @@ def _notes(table: dict[str, Any]) -> list[str]:
                     for m in r["metrics"].values() for k, v in m.items() if k in METRICS)
     if undefined:
         notes.append("– = undefined: no true positive at the chosen thresholds (0/0 in the authors' F formula)")
-    notes.append("ODS / OIS / AP in %" + ("; paper = published numbers, Δ = ours − paper" if table.get("published_shown") and
-                                          any(r.get("published") for r in table["rows"]) else ""))
+    shows_paper = table.get("published_shown") and any(r.get("published") for r in table["rows"])
+    notes.append("ODS / OIS / AP in %" + ("; paper = published numbers, Δ = ours − paper" if shows_paper else ""))
     return notes
 
 
@@ -155,7 +159,7 @@ def latex_table(table: dict[str, Any], tests: Sequence[dict[str, Any]]) -> str:
     out.append(r"\begin{tabular}{l" + " rrr" * n + "}")
     out.append(r"\toprule")
     out.append(" & " + " & ".join(r"\multicolumn{3}{c}{" + tex_escape(t["label"]) + "}" for t in tests) + r" \\")
-    out.append(" ".join(r"\cmidrule(lr){%d-%d}" % (2 + 3 * i, 4 + 3 * i) for i in range(n)))
+    out.append(" ".join(rf"\cmidrule(lr){{{2 + 3 * i}-{4 + 3 * i}}}" for i in range(n)))
     out.append("Method & " + " & ".join(["ODS & OIS & AP"] * n) + r" \\")
     out.append(r"\midrule")
     for i, (kind, label, cells) in enumerate(lines):
@@ -205,8 +209,6 @@ def read_prf(path: Path) -> tuple[list[float], list[float]] | None:
 def pr_curves(table: dict[str, Any], tests: Sequence[dict[str, Any]], runs_dir: Path, out_dir: Path) -> list[Path]:
     """One PNG per test set (``pr-<test>.png``): a precision–recall curve per method."""
     plt = _plt()
-    import numpy as np
-
     written = []
     for t in tests:
         curves = []
@@ -245,8 +247,6 @@ def bar_chart(table: dict[str, Any], tests: Sequence[dict[str, Any]], path: Path
     if not rows:
         return None
     plt = _plt()
-    import numpy as np
-
     groups = [(t, m) for t in tests for m in METRICS]
     x = np.arange(len(groups))
     width = 0.8 / len(rows)
@@ -276,9 +276,9 @@ def qualitative_grid(table: dict[str, Any], grid: Any, runs_dir: Path, path: Pat
         return None
     picks = []  # (test label, sample, [pred path per method])
     for t in grid.tests:
-        dirs = [runs_dir / r["metrics"][t.id]["dir"] / "predictions" if t.id in r["metrics"] else None for r in rows]
-        if any(d is None for d in dirs):
+        if not all(t.id in r["metrics"] for r in rows):
             continue
+        dirs = [runs_dir / r["metrics"][t.id]["dir"] / "predictions" for r in rows]
         samples = _test_samples(grid, t, rows[0]["cell_index"])
         n = 0
         for s in samples:

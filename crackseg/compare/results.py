@@ -71,7 +71,8 @@ def write_outputs(grid: Grid, results: dict[str, Any], runs_dir: str | os.PathLi
         write_text(tdir / "table.md", md + "\n")
         write_text(tdir / "table.csv", render.csv_table(table, results["tests"]))
         write_text(tdir / "table.tex", render.latex_table(table, results["tests"]))
-        write_json(tdir / "table.json", {**{k: results[k] for k in ("grid", "preset", "unit", "tests")}, "table": table})
+        head = {k: results[k] for k in ("grid", "preset", "unit", "tests")}
+        write_json(tdir / "table.json", {**head, "table": table})
         if figures:
             render.pr_curves(table, results["tests"], runs, tdir)
             render.qualitative_grid(table, grid, runs, tdir / "qualitative.png")

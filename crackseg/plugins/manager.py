@@ -19,12 +19,14 @@ distribution names); an empty value loads none.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable
+from typing import Any
 
 import pluggy
 
@@ -245,8 +247,6 @@ def _check_extras(kind: str, name: str, params: type | None, extras: dict[str, A
 
 
 def _check_param(what: str, params: type | None, param: Any, extra: str) -> None:
-    import dataclasses
-
     fields = [f.name for f in dataclasses.fields(params)] if params is not None else []
     if param not in fields:
         raise CracksegError(f"{what}: {extra}={param!r} names no parameter of its params dataclass")

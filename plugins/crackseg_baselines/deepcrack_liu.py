@@ -27,7 +27,8 @@ STAGES = (2, 2, 3, 3, 3)
 def _stage(cin: int, cout: int, n: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(n):
-        layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
+        conv = nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1, bias=False)
+        layers += [conv, nn.BatchNorm2d(cout), nn.ReLU(True)]
     return nn.Sequential(*layers)
 
 

@@ -89,7 +89,8 @@ class OED(nn.Module):
         self.in_channels = in_channels
         self.size_multiple = 2**depth
         c = [base_channels * 2**i for i in range(depth + 1)]
-        self.encoder = nn.ModuleList([ResidualBlock(in_channels, c[0])] + [ResidualBlock(c[i], c[i + 1]) for i in range(depth)])
+        blocks = [ResidualBlock(in_channels, c[0])] + [ResidualBlock(c[i], c[i + 1]) for i in range(depth)]
+        self.encoder = nn.ModuleList(blocks)
         self.pool = nn.MaxPool2d(2)
         levels = list(reversed(range(depth)))
         self.upconv = nn.ModuleList([nn.ConvTranspose2d(c[i + 1], c[i], 2, stride=2) for i in levels])

@@ -18,7 +18,8 @@ the factories' modules when a labeler is built.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import crackseg
 

@@ -24,9 +24,9 @@ import hashlib
 import json
 import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -100,7 +100,8 @@ def register(cli: Any) -> None:
         env = distributed.detect()  # under torchrun: DistributedDataParallel over the ranks
         distributed.init(env, dev)
         if env.is_main:
-            write_text(out_dir / "classifier.yaml", yaml.safe_dump({"classifier": schema.to_dict(cfg)}, sort_keys=False))
+            settings = yaml.safe_dump({"classifier": schema.to_dict(cfg)}, sort_keys=False)
+            write_text(out_dir / "classifier.yaml", settings)
         train_classifier(samples, cfg, ckpt, dev, seed=seed, resume=resume, quiet=quiet)
         if not env.is_main:
             return

@@ -21,10 +21,11 @@ import hashlib
 import logging
 import sys
 import warnings
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -117,7 +118,7 @@ class CrackCLIP(nn.Module):
             )
 
     # -- module behaviour ---------------------------------------------------------------
-    def train(self, mode: bool = True) -> "CrackCLIP":
+    def train(self, mode: bool = True) -> CrackCLIP:
         super().train(mode)
         self.clip.eval()  # the towers are frozen: never in training mode
         return self

@@ -25,12 +25,11 @@ Use ``templates: ["{}"]`` to give complete sentences as states.
 
 from __future__ import annotations
 
+import difflib
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import difflib
 
 from crackseg.errors import ConfigError
 from crackseg.layers import load_yaml

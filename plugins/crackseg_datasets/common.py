@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from crackseg.errors import ConfigError, DataError
 from crackseg.io import IMAGE_SUFFIXES

@@ -6,7 +6,7 @@ train a backbone on a dataset that has pixel masks.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import crackseg
 

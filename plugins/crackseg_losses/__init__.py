@@ -13,7 +13,7 @@ import crackseg
 
 #: packages this plugin needs (its components are listed as unavailable without them)
 CRACKSEG_REQUIRES = ("torch",)
-CRACKSEG_INSTALL_HINT = "pip install 'crackseg[all]' (or any of [baselines], [cam], [clip])"
+CRACKSEG_INSTALL_HINT = "pip install 'crackseg[baselines]', or [cam], [clip], [all]"
 
 
 @dataclass
@@ -79,4 +79,5 @@ def register_losses(register):
     register("dice", _dice, params=DiceParams, description="dice loss (authors' plain sums; squared: paper formula)",
              default=True)
     register("focal", _focal, params=FocalParams, description="focal loss, gamma 2, on the 2-class softmax")
-    register("edge", _edge, params=EdgeParams, description="CrackCLIP edge loss on the label's 3x3 morphological gradient")
+    register("edge", _edge, params=EdgeParams,
+             description="CrackCLIP edge loss on the label's 3x3 morphological gradient")

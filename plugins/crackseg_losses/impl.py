@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 
 
-
 class _Loss(torch.nn.Module):
     name = "loss"
 

@@ -9,7 +9,8 @@ import torch
 from crackseg.errors import ConfigError, CracksegError
 
 
-def build_smp(cls_name: str, encoder: str, encoder_weights: str | None, depth: int, in_channels: int) -> torch.nn.Module:
+def build_smp(cls_name: str, encoder: str, encoder_weights: str | None, depth: int,
+              in_channels: int) -> torch.nn.Module:
     import segmentation_models_pytorch as smp
 
     cls = getattr(smp, cls_name)
