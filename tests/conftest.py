@@ -53,8 +53,38 @@ def require_pinned(distribution: str) -> None:
         pytest.skip(f"{distribution} {have} installed; this test checks the pinned {want} (constraints.txt)")
 
 
+def run_main(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``crackseg ARGS`` in this process (``crackseg.cli.main``); return what a subprocess would.
+
+    For end-to-end tests where a subprocess adds nothing but start-up time: same argument
+    parsing, same one-line errors and exit statuses, stdout and stderr captured.
+    """
+    import contextlib
+    import io
+
+    from crackseg.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    old = Path.cwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main(list(args))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        os.chdir(old)
+    return subprocess.CompletedProcess(["crackseg", *args], code, out.getvalue(), err.getvalue())
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: int = 600):
-    """Run ``python -m crackseg ARGS`` in a subprocess; return the CompletedProcess."""
+    """Run ``python -m crackseg ARGS`` in a subprocess; return the CompletedProcess.
+
+    For what needs a process of its own: installed plugins (entry points on ``PYTHONPATH``),
+    signals, environment variables read at start-up, torch.distributed.
+    """
     full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "crackseg", *args], capture_output=True, text=True,

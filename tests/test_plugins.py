@@ -139,15 +139,23 @@ def test_plugins_command_lists_builtins():
     assert "backbones: unet" in r.stdout
 
 
-def test_every_hook_is_documented_in_contributing():
+def test_every_hook_and_extra_is_documented_in_contributing():
     import inspect
 
-    from crackseg.plugins import hookspecs
+    from crackseg.plugins import EXTRAS, hookspecs
+    from crackseg.plugins.manager import HOOK_KINDS
 
-    text = (Path(__file__).resolve().parents[1] / "CONTRIBUTING.md").read_text()
+    text = (Path(__file__).resolve().parents[1] / "CONTRIBUTING.md").read_text().replace("'", "")
     hooks = [n for n, f in vars(hookspecs).items() if callable(f) and hasattr(f, "crackseg_spec")]
     assert len(hooks) == 6
+    sections = text.split("### `")
     for name in hooks:
         sig = f"{name}{inspect.signature(getattr(hookspecs, name))}".replace("'", "")
         plain = sig.split(" ->")[0]
-        assert plain in text.replace("'", ""), f"{plain} is not documented in CONTRIBUTING.md"
+        assert plain in text, f"{plain} is not documented in CONTRIBUTING.md"
+        if name in HOOK_KINDS:
+            section = next(sec for sec in sections if sec.startswith(plain))
+            doc = getattr(hookspecs, name).__doc__
+            for extra in EXTRAS[HOOK_KINDS[name]]:
+                assert f"`{extra}=" in section, f"extra {extra!r} of {name} is not documented in CONTRIBUTING.md"
+                assert f"``{extra}=" in doc, f"extra {extra!r} of {name} is not documented in hookspecs.py"

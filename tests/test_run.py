@@ -1,8 +1,13 @@
-"""End to end: `crackseg run`, resume, predict, evaluate, bad input, a third-party plugin."""
+"""End to end: `crackseg run`, resume, predict, evaluate, bad input, a third-party plugin.
+
+Commands run in this process (``run_main``) unless a test needs a process of its own:
+an installed plugin (entry points), a signal, or the absence of torch.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -12,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, make_plugin_site, run_cli
+from conftest import REPO, make_plugin_site, run_cli, run_main
 
 TINY = [
     "--data", "synthetic", "--device", "cpu", "--quiet",
@@ -24,7 +29,7 @@ TINY = [
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    r = run_cli("run", *TINY, "--set", "train.epochs=1", "--out", str(out))
+    r = run_main("run", *TINY, "--set", "train.epochs=1", "--out", str(out))
     assert r.returncode == 0, r.stderr
     return out, r
 
@@ -50,21 +55,21 @@ def test_run_writes_a_complete_run_folder(tiny_run):
 
 def test_rerun_without_resume_is_refused(tiny_run):
     out, _ = tiny_run
-    r = run_cli("run", *TINY, "--set", "train.epochs=1", "--out", str(out))
+    r = run_main("run", *TINY, "--set", "train.epochs=1", "--out", str(out))
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "--resume" in r.stderr
 
 
 def test_resume_with_changed_config_is_refused(tiny_run):
     out, _ = tiny_run
-    r = run_cli("run", *TINY, "--set", "train.epochs=3", "--out", str(out), "--resume")
+    r = run_main("run", *TINY, "--set", "train.epochs=3", "--out", str(out), "--resume")
     assert r.returncode == 2 and "train.epochs" in r.stderr
 
 
 def test_resume_of_finished_run_reproduces_metrics(tiny_run):
     out, _ = tiny_run
     before = json.loads((out / "metrics.json").read_text())
-    r = run_cli("run", *TINY, "--set", "train.epochs=1", "--out", str(out), "--resume")
+    r = run_main("run", *TINY, "--set", "train.epochs=1", "--out", str(out), "--resume")
     assert r.returncode == 0, r.stderr
     after = json.loads((out / "metrics.json").read_text())
     assert after["ods"] == pytest.approx(before["ods"]) and after["ap"] == pytest.approx(before["ap"])
@@ -80,7 +85,7 @@ def test_evaluate_matches_run_metrics(tiny_run, tmp_path):
 
     for s in ds.samples("test"):
         write_png(gt / f"{s.stem}.png", s.mask())
-    r = run_cli("evaluate", str(out / "predictions"), str(gt), "--json", "--prf", str(tmp_path / "prf.tsv"))
+    r = run_main("evaluate", str(out / "predictions"), str(gt), "--json", "--prf", str(tmp_path / "prf.tsv"))
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
     m = json.loads((out / "metrics.json").read_text())
@@ -94,7 +99,7 @@ def test_predict_large_photo_with_tiles(tiny_run, tmp_path):
     from crackseg.io import write_png
 
     write_png(tmp_path / "in" / "photo.png", img)
-    r = run_cli("predict", str(out), str(tmp_path / "in"), "--out", str(tmp_path / "pred"), "--quiet")
+    r = run_main("predict", str(out), str(tmp_path / "in"), "--out", str(tmp_path / "pred"), "--quiet")
     assert r.returncode == 0, r.stderr
     from crackseg.io import read_gray
 
@@ -129,40 +134,76 @@ def test_predictor_tiles_equal_single_window_when_image_fits():
     assert np.abs(c - full)[inner].mean() < 0.01
 
 
+TINYNET = """
+from dataclasses import dataclass
+
+import crackseg
+
+
+@dataclass
+class TinyNetParams:
+    width: int = 4
+
+
+def build(width):
+    import torch
+
+    return torch.nn.Sequential(torch.nn.Conv2d(3, width, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.Conv2d(width, 1, 3, padding=1))
+
+
+@crackseg.hookimpl
+def register_backbones(register):
+    register("tinynet", build, params=TinyNetParams, description="two-layer CNN (test plugin)")
+"""
+
+
 def test_interrupted_run_resumes(tmp_path):
+    """Ctrl-C in the middle of training leaves a resumable checkpoint; --resume finishes the run.
+
+    150 epochs of a two-layer CNN on 4 images take seconds, so the interruption always lands
+    in the middle: the first checkpoint is asserted to be unfinished.
+    """
+    env = make_plugin_site(tmp_path / "site", "crackseg_tinynet", TINYNET, entry_point="tinynet")
     out = tmp_path / "run"
-    args = ["run", *TINY, "--set", "train.epochs=3", "--set", "data.n_train=16", "--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-m", "crackseg", *args], cwd=REPO,
+    args = ["run", "--backbone", "tinynet", "--data", "synthetic", "--device", "cpu", "--quiet",
+            "--set", "data.n_train=4", "--set", "data.n_test=2", "--set", "data.size=32",
+            "--set", "train.batch_size=2", "--set", "train.epochs=150", "--set", "predict.overlays=0",
+            "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "crackseg", *args], cwd=REPO, env={**os.environ, **env},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ckpt = out / "checkpoint.pt"
-    deadline = time.time() + 300
+    deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=120)
-    assert ckpt.exists()
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "--resume" in err, err
     import torch
 
     first = torch.load(ckpt, weights_only=True)
-    r = run_cli(*args, "--resume")
+    assert not first["done"] and 1 <= first["epoch"] < 150  # interrupted in the middle
+    assert not (out / "metrics.json").exists()
+    r = run_cli(*args, "--resume", env=env)
     assert r.returncode == 0, r.stderr
     final = torch.load(ckpt, weights_only=True)
-    assert final["epoch"] == 3 and final["done"]
+    assert final["epoch"] == 150 and final["done"]
     # the resumed run kept the history written before the interruption
     assert final["history"][: first["epoch"]] == first["history"]
+    assert json.loads((out / "metrics.json").read_text())["epochs_done"] == 150
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path):
     # a missing data folder
-    r = run_cli("run", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o1"))
+    r = run_main("run", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o1"))
     assert r.returncode == 2 and "dataset folder not found" in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     # an unknown plugin name
-    r = run_cli("run", "--backbone", "unett", "--out", str(tmp_path / "o2"))
+    r = run_main("run", "--backbone", "unett", "--out", str(tmp_path / "o2"))
     assert r.returncode == 2 and "did you mean 'unet'" in r.stderr
     # a bad --set value
-    r = run_cli("run", "--set", "train.epochs=many", "--out", str(tmp_path / "o3"))
+    r = run_main("run", "--set", "train.epochs=many", "--out", str(tmp_path / "o3"))
     assert r.returncode == 2 and "train.epochs" in r.stderr
     # a corrupt image
     root = tmp_path / "data"
@@ -176,7 +217,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         mask[10:12, :] = 255
         write_png(root / "masks" / f"ok{i}.png", mask)
     (root / "images" / "ok0.png").write_bytes(b"not a png at all")
-    r = run_cli("run", "--data", str(root), "--device", "cpu", "--quiet", "--out", str(tmp_path / "o4"),
+    r = run_main("run", "--data", str(root), "--device", "cpu", "--quiet", "--out", str(tmp_path / "o4"),
                 "--set", "train.epochs=1", "--set", "backbone.encoder=resnet18", "--set", "data.test_fraction=0.5")
     assert r.returncode == 2, r.stderr
     assert "ok0.png" in r.stderr and "Traceback" not in r.stderr
@@ -206,7 +247,7 @@ def test_evaluate_names_missing_files(tmp_path):
 
     write_png(tmp_path / "p" / "a.png", np.zeros((8, 8), np.uint8))
     write_png(tmp_path / "g" / "b.png", np.zeros((8, 8), np.uint8))
-    r = run_cli("evaluate", str(tmp_path / "p"), str(tmp_path / "g"))
+    r = run_main("evaluate", str(tmp_path / "p"), str(tmp_path / "g"))
     assert r.returncode == 2
     assert "have no prediction: b" in r.stderr and "have no ground truth: a" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
@@ -281,7 +322,7 @@ def test_cam_location_with_crackclip_end_to_end(tmp_path):
     cfg = tmp_path / "tiny-clip.json"
     cfg.write_text(json.dumps(tiny))
     out = tmp_path / "run"
-    r = run_cli("run", "--labeler", "cam-location", "--backbone", "crackclip", "--prompts", "generic",
+    r = run_main("run", "--labeler", "cam-location", "--backbone", "crackclip", "--prompts", "generic",
                 "--data", "synthetic", "--device", "cpu", "--quiet", "--out", str(out),
                 "--set", "data.n_train=4", "--set", "data.n_test=2", "--set", "data.size=64",
                 "--set", f"backbone.model={cfg}", "--set", "backbone.image_size=64",
@@ -300,6 +341,6 @@ def test_cam_location_with_crackclip_end_to_end(tmp_path):
 
 def test_missing_clip_weights_fail_before_anything_is_written(tmp_path):
     out = tmp_path / "run"
-    r = run_cli("run", "--backbone", "crackclip", "--out", str(out))
+    r = run_main("run", "--backbone", "crackclip", "--out", str(out))
     assert r.returncode == 2 and "needs CLIP weights" in r.stderr
     assert not out.exists()  # nothing half-made: the next attempt needs no --resume

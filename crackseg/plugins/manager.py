@@ -136,6 +136,8 @@ class PluginManager:
         if self._filled:
             return
         self.registries = {k: Registry(k) for k in KINDS}
+        for info in self.info.values():
+            info.registered = {}
         for hook_name, kind in HOOK_KINDS.items():
             caller = getattr(self.pm.hook, hook_name)
             for impl in caller.get_hookimpls():  # in load order: built-ins first
