@@ -52,7 +52,9 @@ def build_params(entry: Entry, params: dict[str, Any], path: str | None = None) 
     """The entry's params dataclass built from ``params`` (checked keys and types), or None if it has none."""
     if entry.params is None:
         if params:
-            raise ConfigError(f"{path or entry.name!r} takes no parameters, got: {', '.join(sorted(params))}")
+            where = f"config key {path!r}: " if path else ""
+            raise ConfigError(f"{where}{SINGULAR[entry.kind]} {entry.name!r} takes no parameters "
+                              f"(got: {', '.join(sorted(params))})")
         return None
     return schema.build(entry.params, params, path or entry.name)
 
