@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .components import create_backbone
-from .errors import CracksegError
+from .errors import CracksegError, DataError
 from .io import atomic_write
 
 CHECKPOINT_FORMAT = 1
@@ -43,15 +43,26 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     atomic_write(Path(path), lambda tmp: torch.save({**payload, "format": CHECKPOINT_FORMAT}, tmp))
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a crackseg checkpoint safely (``weights_only=True``), naming the file on error."""
+def read_torch_file(path: str | Path, what: str = "checkpoint", hint: str = "") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a missing or unreadable file is one DataError line.
+
+    ``what`` names the file in messages ("classifier weights file"); ``hint`` says what to do.
+    """
     p = Path(path)
     if not p.is_file():
-        raise CracksegError(f"{p}: checkpoint not found")
+        raise DataError(f"{p}: {what} not found" + (f"; {hint}" if hint else ""))
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling problem is the file's fault
-        raise CracksegError(f"{p}: cannot read checkpoint ({' '.join(str(exc).split())[:200]})") from None
+        detail = " ".join(str(exc).split())[:200]
+        raise DataError(f"{p}: cannot read {what} ({type(exc).__name__}: {detail})"
+                        + (f"; {hint}" if hint else "")) from None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a crackseg segmentation checkpoint safely, naming the file on error."""
+    p = Path(path)
+    ckpt = read_torch_file(p)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "backbone" not in ckpt:
         raise CracksegError(f"{p}: not a crackseg segmentation checkpoint")
     return ckpt

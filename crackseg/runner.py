@@ -75,14 +75,14 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
     from .pseudo_labels import write_pseudo_labels
     from .training import SegmentationTrainSet, resize_pair, train_segmentation
 
-    env = dist_utils.detect()
-    device = dist_utils.resolve_device(cfg.device, env)
-    dist_utils.init(env, device)
-    log = _printer(quiet, env)
     if not cfg.out:
         cfg.out = default_out(cfg)
     # the folder check reads only: a rerun without --resume fails before anything is built
     check_run_dir(cfg, resume)
+    env = dist_utils.detect()
+    device = dist_utils.resolve_device(cfg.device, env)
+    dist_utils.init(env, device)
+    log = _printer(quiet, env)
     # 1. every component is built before anything is written, so a bad setting (missing data,
     # missing weights, ...) fails at once and leaves no half-made run folder behind
     seed_everything(cfg.seed)

@@ -134,39 +134,15 @@ def test_predictor_tiles_equal_single_window_when_image_fits():
     assert np.abs(c - full)[inner].mean() < 0.01
 
 
-TINYNET = """
-from dataclasses import dataclass
-
-import crackseg
-
-
-@dataclass
-class TinyNetParams:
-    width: int = 4
-
-
-def build(width):
-    import torch
-
-    return torch.nn.Sequential(torch.nn.Conv2d(3, width, 3, padding=1), torch.nn.ReLU(),
-                               torch.nn.Conv2d(width, 1, 3, padding=1))
-
-
-@crackseg.hookimpl
-def register_backbones(register):
-    register("tinynet", build, params=TinyNetParams, description="two-layer CNN (test plugin)")
-"""
-
-
 def test_interrupted_run_resumes(tmp_path):
     """Ctrl-C in the middle of training leaves a resumable checkpoint; --resume finishes the run.
 
     150 epochs of a two-layer CNN on 4 images take seconds, so the interruption always lands
     in the middle: the first checkpoint is asserted to be unfinished.
     """
-    env = make_plugin_site(tmp_path / "site", "crackseg_tinynet", TINYNET, entry_point="tinynet")
+    env = make_plugin_site(tmp_path / "site", "crackseg_tiny", THIRD_PARTY, "crackseg-tiny", entry_point="tiny")
     out = tmp_path / "run"
-    args = ["run", "--backbone", "tinynet", "--data", "synthetic", "--device", "cpu", "--quiet",
+    args = ["run", "--backbone", "tiny", "--data", "synthetic", "--device", "cpu", "--quiet",
             "--set", "data.n_train=4", "--set", "data.n_test=2", "--set", "data.size=32",
             "--set", "train.batch_size=2", "--set", "train.epochs=150", "--set", "predict.overlays=0",
             "--out", str(out)]

@@ -78,15 +78,10 @@ def load_weights_file(model: Any, path: str) -> list[str]:
 
     Returns the names of the skipped parameters. Nothing matching is an error.
     """
-    import torch
+    from crackseg.checkpoints import read_torch_file
 
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: classifier weights file not found (classifier.weights)")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is the file's fault
-        raise DataError(f"{p}: cannot load weights ({type(exc).__name__}); expected a PyTorch state dict") from None
+    state = read_torch_file(p, "classifier weights file (classifier.weights)", "expected a PyTorch state dict")
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -195,15 +190,9 @@ def file_digest(path: Path) -> str:
 
 
 def _torch_load(path: Path) -> dict[str, Any]:
-    import torch
+    from crackseg.checkpoints import read_torch_file
 
-    if not path.is_file():
-        raise DataError(f"{path}: classifier checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(f"{path}: cannot read classifier checkpoint ({type(exc).__name__}); is it a file written "
-                        f"by 'crackseg train-classifier'?") from None
+    ckpt = read_torch_file(path, "classifier checkpoint", "is it a file written by 'crackseg train-classifier'?")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise DataError(f"{path}: not a crackseg patch-classifier checkpoint (train one with 'crackseg "
                         f"train-classifier')")
