@@ -47,6 +47,19 @@ def as_outputs(out: Any) -> dict[str, torch.Tensor]:
     )
 
 
+def output_problem(outs: dict[str, Any], batch: int, height: int, width: int) -> str:
+    """What is wrong with a backbone's outputs for a ``[batch, 3, height, width]`` input (empty when nothing is)."""
+    for key, t in outs.items():
+        if not isinstance(t, torch.Tensor):
+            return f"output {key!r} is {type(t).__name__}, not a tensor"
+        if t.ndim != 4 or t.shape[0] != batch or t.shape[1] != 1 or tuple(t.shape[-2:]) != (height, width):
+            return (f"output {key!r} has shape {list(t.shape)} for {batch} images of {width}x{height}; "
+                    f"expected [{batch}, 1, {height}, {width}] (crack logits: one channel at the input's size)")
+        if not t.is_floating_point():
+            return f"output {key!r} is {t.dtype}, not a floating-point tensor"
+    return ""
+
+
 def input_stats(model: torch.nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The model's input normalisation ``(mean, std)`` (ImageNet statistics by default)."""
     return tuple(getattr(model, "input_mean", IMAGENET_MEAN)), tuple(getattr(model, "input_std", IMAGENET_STD))

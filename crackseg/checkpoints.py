@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .components import create_backbone
-from .errors import CracksegError, DataError
+from .errors import CracksegError, DataError, UnknownPluginError
 from .io import atomic_write
 
 CHECKPOINT_FORMAT = 1
@@ -82,7 +82,15 @@ def load_model(source: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the backbone recorded in a checkpoint (run folder or file) and load its weights."""
     ckpt = load_checkpoint(find_checkpoint(source))
     spec = ckpt["backbone"]
-    model = create_backbone(spec["name"], **dict(spec.get("params") or {}))
+    try:
+        model = create_backbone(spec["name"], **dict(spec.get("params") or {}))
+    except UnknownPluginError:
+        dist = spec.get("distribution")
+        if not dist:
+            raise
+        raise CracksegError(f"{source}: backbone {spec['name']!r} comes from {dist} {spec.get('version', '')} "
+                            f"(plugin {spec.get('plugin', '?')!r}), which is not installed; install it "
+                            f"(pip install {dist}) to use this checkpoint") from None
     try:
         load_model_state(model, ckpt["model"])
     except RuntimeError as exc:

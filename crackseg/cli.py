@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,8 +39,11 @@ from .labeler import LabelContext, declared_artefacts
 from .layers import load_yaml, parse_set
 from .metrics import evaluate_dirs, write_prf_table
 from .plugins import KINDS, get_manager, registry
+from .plugins.report import check_plugins, plugin_lines, plugins_json
 from .predict import predict_paths
 from .run_folder import check_run_dir, default_out
+from .scaffold import KINDS as SCAFFOLD_KINDS
+from .scaffold import new_plugin
 
 #: packages whose absence is reported as a missing extra instead of a traceback
 _HEAVY_PACKAGES = ("torch", "torchvision", "open_clip", "segmentation_models_pytorch", "pytorch_grad_cam",
@@ -71,6 +76,9 @@ class CracksegGroup(click.Group):
 @click.version_option(package_name="crackseg")
 def cli() -> None:
     """crackseg: weakly supervised crack segmentation from patch-level labels.
+
+    A mistake in the input is one line `crackseg: error: ...` and exit status 2; add
+    --traceback anywhere (or set CRACKSEG_TRACEBACK=1) to see the full traceback.
 
     \b
     Quick start:
@@ -191,22 +199,33 @@ def config_show(**kw: Any) -> None:
 
 
 @cli.command()
-def plugins() -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON list of plugins (for scripts).")
+@click.option("--check", is_flag=True,
+              help="Check every plugin (registration and cheap contract checks); exit 1 on a problem.")
+def plugins(as_json: bool, check: bool) -> None:
     """List installed plugins: distribution, what each registered, commands, problems."""
     m = get_manager()
     cli.list_commands(click.Context(cli))  # lets every plugin add its commands, so they are listed
-    for name, info in sorted(m.info.items()):
-        version = f" {info.version}" if info.version else ""
-        dist = f" ({info.distribution}{version})" if info.distribution else ""
-        click.echo(f"{name}{dist}")
-        if info.error:
-            click.echo(f"  ERROR: {info.error}")
-        if info.missing:
-            click.echo(f"  NOT AVAILABLE: {info.missing}")
-        for kind, names in sorted(info.registered.items()):
-            click.echo(f"  {kind}: {', '.join(names)}")
-        if info.commands:
-            click.echo(f"  commands: {', '.join(info.commands)}")
+    if check:
+        results = check_plugins(m)
+        if as_json:
+            click.echo(json.dumps(results, indent=2))
+        else:
+            for name, problems in results.items():
+                info = m.info[name]
+                state = "not checked: " + info.missing if info.missing else ("ok" if not problems else "PROBLEMS")
+                click.echo(f"{info.describe()}: {state}")
+                for text in problems:
+                    click.echo(f"  - {text}")
+        if any(results.values()):
+            raise click.exceptions.Exit(1)
+        return
+    if as_json:
+        click.echo(json.dumps(plugins_json(m), indent=2))
+        return
+    for _, info in sorted(m.info.items()):
+        for line in plugin_lines(info):
+            click.echo(line)
 
 
 @cli.command("list")
@@ -269,6 +288,21 @@ def predict(source: str, images: tuple[str, ...], out: str, device: str, thresho
                f"overlays in {Path(out) / 'overlay'})")
 
 
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(SCAFFOLD_KINDS), default="backbone", show_default=True,
+              help="What the plugin registers.")
+@click.option("--out", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder in which the package folder crackseg-NAME is written.")
+def new_plugin_cmd(name: str, kind: str, out: str) -> None:
+    """Write a ready plugin package crackseg-NAME: pyproject with the entry point, module, contract tests, README.
+
+    Its tests pass as generated once it is installed: cd crackseg-NAME && pip install -e ".[test]" && pytest
+    """
+    root = new_plugin(name, kind, out)
+    click.echo(f"wrote {root}; next: cd {root} && pip install -e '.[test]' && pytest")
+
+
 #: top-level keys `crackseg label` reads from --config / --set
 _LABEL_KEYS = ("labeler", "data")
 
@@ -305,8 +339,8 @@ def label(labeler: str, data: str, split: str, out: str, device: str, seed: int,
     work = Path(out) / ".labeler"
     ctx = LabelContext(device=dev, work_dir=work, seed=seed, quiet=quiet,
                        artefact_dirs={name: work / name for name in declared_artefacts(lab)})
-    prepare_labeler(lab, samples, ctx, env)
-    files = write_pseudo_labels(lab, samples, Path(out), ctx, env)
+    prepare_labeler(lab, samples, ctx, env, labeler)
+    files = write_pseudo_labels(lab, samples, Path(out), ctx, env, name=labeler)
     if env.is_main:
         click.echo(f"wrote {len(files)} pseudo-labels to {out} (soft maps in {Path(out) / 'soft'})")
 
@@ -315,10 +349,22 @@ cli.add_command(compare)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: one-line errors with exit status 2 for user errors."""
+    """Entry point: one-line errors with exit status 2 for user errors.
+
+    ``--traceback`` anywhere on the command line (or ``CRACKSEG_TRACEBACK=1``) also prints
+    the full traceback of an error, e.g. of a plugin's failure, for plugin authors.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    show_traceback = "--traceback" in args or os.environ.get("CRACKSEG_TRACEBACK", "") not in ("", "0")
+    args = [a for a in args if a != "--traceback"]
     try:
-        cli.main(args=argv, prog_name="crackseg", standalone_mode=False)
+        # outside standalone mode click returns the status of `raise click.exceptions.Exit(n)`
+        status = cli.main(args=args, prog_name="crackseg", standalone_mode=False)
+        if isinstance(status, int) and status:
+            sys.exit(status)
     except CracksegError as exc:
+        if show_traceback:
+            traceback.print_exception(exc, file=sys.stderr)
         click.echo(f"crackseg: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except ModuleNotFoundError as exc:

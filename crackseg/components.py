@@ -9,12 +9,14 @@ declared it opens such paths (the ``opens`` extra).
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import schema
 from .errors import ConfigError, CracksegError
 from .plugins import KINDS, SINGULAR, Entry, registry
+from .plugins.blame import blamed, plugin_error
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import CrackDataset
@@ -49,14 +51,30 @@ def list_plugins(kind: str, pattern: str = "*") -> list[str]:
 
 
 def build_params(entry: Entry, params: dict[str, Any], path: str | None = None) -> Any:
-    """The entry's params dataclass built from ``params`` (checked keys and types), or None if it has none."""
+    """The entry's params dataclass built from ``params`` (checked keys and types), or None if it has none.
+
+    A default that does not fit its own type hint is the plugin's mistake, not the user's:
+    it is reported as a :class:`~crackseg.errors.PluginError` naming the plugin.
+    """
     if entry.params is None:
         if params:
             where = f"config key {path!r}: " if path else ""
             raise ConfigError(f"{where}{SINGULAR[entry.kind]} {entry.name!r} takes no parameters "
                               f"(got: {', '.join(sorted(params))})")
         return None
-    return schema.build(entry.params, params, path or entry.name)
+    obj = schema.build(entry.params, params, path or entry.name)
+    hints = typing.get_type_hints(entry.params)
+    for f in dataclasses.fields(obj):
+        if f.name not in params:
+            default = getattr(obj, f.name)
+            try:
+                schema.coerce(hints[f.name], schema.to_dict(default), f.name)
+            except ConfigError:
+                raise plugin_error(entry.kind, entry.name,
+                                   f"the default of parameter {f.name!r} is {default!r}, which is not "
+                                   f"{schema.describe_type(hints[f.name])}; set {f.name} explicitly or fix "
+                                   f"the plugin") from None
+    return obj
 
 
 def validate_params(entry: Entry, params: dict[str, Any], path: str | None = None) -> dict[str, Any]:
@@ -77,11 +95,15 @@ def create(kind: str, name: str, **params: Any) -> Any:
 
 
 def instantiate(entry: Entry, params: dict[str, Any], path: str | None = None) -> Any:
-    """Call the entry's factory with ``params`` validated (``path`` names them in messages)."""
+    """Call the entry's factory with ``params`` validated (``path`` names them in messages).
+
+    An unexpected exception of the factory is one :class:`~crackseg.errors.PluginError`
+    line naming the plugin.
+    """
     obj = build_params(entry, params, path)
-    if obj is None:
-        return entry.factory()
-    return entry.factory(**{f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
+    kwargs = {} if obj is None else {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    with blamed(entry.kind, entry.name, "building it"):
+        return entry.factory(**kwargs)
 
 
 def path_params(entry: Entry) -> dict[str, str]:

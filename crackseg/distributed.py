@@ -146,6 +146,15 @@ def launch_local(nproc: int, crackseg_args: list[str], out: str | None = None) -
         )
 
 
+def is_peer_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says another process of a torch.distributed job died or timed out."""
+    name = type(exc).__name__
+    text = str(exc).lower()
+    words = ("connection closed", "connection reset", "timed out", "timeout", "broken pipe", "gloo", "nccl")
+    return name in ("DistBackendError", "DistNetworkError", "DistStoreError") or (
+        isinstance(exc, (RuntimeError, OSError)) and any(w in text for w in words))
+
+
 def describe_failure(env: DistEnv, exc: BaseException) -> str:
     """One line for a collective that failed because a peer died or never arrived."""
     text = " ".join(str(exc).split())[:200]

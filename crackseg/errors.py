@@ -23,3 +23,11 @@ class UnknownPluginError(CracksegError):
 
 class DataError(CracksegError):
     """Missing, unreadable, corrupt or inconsistent data."""
+
+
+class PluginError(CracksegError):
+    """A plugin failed at run time: its code raised, or it returned what its contract forbids.
+
+    The message names the plugin and its distribution; ``--traceback`` (or
+    ``CRACKSEG_TRACEBACK=1``) also prints the plugin's traceback.
+    """

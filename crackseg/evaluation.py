@@ -36,7 +36,8 @@ def predict_and_evaluate(model: Any, samples: Sequence[Sample], out_dir: Path, c
     from .inference import Predictor, postprocess  # torch
 
     pc = cfg.predict
-    predictor = Predictor(model, size, device, pc.batch_size, pc.mode, pc.tile_overlap, cfg.train.precision)
+    predictor = Predictor(model, size, device, pc.batch_size, pc.mode, pc.tile_overlap, cfg.train.precision,
+                          name=cfg.backbone["name"])
     mine = dist_utils.shard(list(samples), env)
     acc = MetricAccumulator(cfg.eval.protocol)
     pred_dir = out_dir / "predictions"

@@ -16,15 +16,18 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .backbone import as_outputs, input_stats, pad_to_multiple, size_multiple
+from .backbone import as_outputs, input_stats, output_problem, pad_to_multiple, size_multiple
+from .plugins.blame import blamed, plugin_error
 
 
 class Predictor:
     """Batched inference for one model on one device."""
 
     def __init__(self, model: torch.nn.Module, size: int, device: str, batch_size: int = 4,
-                 mode: str = "auto", overlap: float = 0.25, precision: str = "32") -> None:
+                 mode: str = "auto", overlap: float = 0.25, precision: str = "32", name: str = "") -> None:
+        """``name``: the backbone's registered name, so that a failing forward pass names its plugin."""
         self.model = model.to(device).eval()
+        self.name = name
         fixed = getattr(model, "fixed_input_size", None)
         self.size = int(fixed or size)
         self.device = device
@@ -45,8 +48,13 @@ class Predictor:
         x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(255.0)
         x = ((x - self.mean) / self.std).to(self.device)
         x, h, w = pad_to_multiple(x, self.multiple)
-        with torch.autocast("cuda", dtype=self.amp, enabled=self.amp is not None):
-            out = as_outputs(self.model(x))["out"]
+        with torch.autocast("cuda", dtype=self.amp, enabled=self.amp is not None), \
+                blamed("backbones", self.name, "the forward pass"):
+            outs = as_outputs(self.model(x))
+        problem = output_problem(outs, x.shape[0], x.shape[-2], x.shape[-1])
+        if problem:
+            raise plugin_error("backbones", self.name, problem)
+        out = outs["out"]
         return torch.sigmoid(out[:, 0, :h, :w].float()).cpu().numpy()
 
     # -- per image ------------------------------------------------------------------

@@ -14,6 +14,7 @@ import torch
 from .components import get_entry, instantiate
 from .config import parse_terms
 from .errors import ConfigError
+from .plugins.blame import blamed, plugin_error
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -27,8 +28,15 @@ class WeightedSum(torch.nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         total = logits.new_zeros(())
-        for w, _, fn in self.terms:
-            total = total + w * fn(logits, target)
+        for w, name, fn in self.terms:
+            with blamed("losses", name, "computing the loss"):
+                value = fn(logits, target)
+            if not isinstance(value, torch.Tensor) or value.ndim != 0:
+                shape = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise plugin_error("losses", name, f"returned {shape}, not a scalar tensor")
+            if not torch.isfinite(value) and torch.isfinite(logits).all():
+                raise plugin_error("losses", name, f"returned {value.item()} for finite logits")
+            total = total + w * value
         return total
 
     def __repr__(self) -> str:

@@ -49,7 +49,8 @@ def predict_paths(source: str | Path, inputs: Sequence[str], out: str | Path, *,
     thr = pc.get("threshold", 0.5) if threshold is None else threshold
     dev = resolve_device(device)
     predictor = Predictor(model, int(ckpt.get("image_size", 256)), dev, batch_size or pc.get("batch_size", 4),
-                          mode or pc.get("mode", "auto"), pc.get("tile_overlap", 0.25))
+                          mode or pc.get("mode", "auto"), pc.get("tile_overlap", 0.25),
+                          name=str(ckpt["backbone"]["name"]))
     out = Path(out)
     written = []
     for p in tqdm(paths, desc="predict", disable=quiet):

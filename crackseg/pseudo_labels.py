@@ -14,14 +14,17 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .data import Sample
 from .distributed import DistEnv, barrier, shard
 from .io import write_png, write_text
-from .labeler import LabelContext
+from .labeler import LabelContext, Labeler
 from .overlays import overlay
+from .plugins.blame import blamed, plugin_error
 
 
 def sample_identity(sample: Sample) -> str:
@@ -43,15 +46,19 @@ def label_paths(out_dir: Path, stem: str) -> tuple[Path, Path, Path]:
 
 
 def write_pseudo_labels(
-    labeler, samples: Sequence[Sample], out_dir: Path, context: LabelContext,
-    env: DistEnv | None = None, batch: int = 8, overlays: int = 4,
+    labeler: Labeler, samples: Sequence[Sample], out_dir: Path, context: LabelContext,
+    env: DistEnv | None = None, batch: int = 8, overlays: int = 4, name: str = "",
 ) -> dict[str, Path]:
-    """Write pseudo-labels for ``samples``; return stem → binary label path (all ranks)."""
-    from tqdm.auto import tqdm
+    """Write pseudo-labels for ``samples``; return stem → binary label path (all ranks).
 
+    ``name`` is the labeler's registered name: a failure or a label that breaks the
+    contract (count, size, dtype, range) is then one error naming its plugin, raised
+    before that label is written.
+    """
     env = env or DistEnv()
     out_dir = Path(out_dir)
-    fp = labeler.fingerprint()
+    with blamed("labelers", name, "fingerprint()"):
+        fp = labeler.fingerprint()
     todo = []
     for s in samples:
         binary, soft, keyf = label_paths(out_dir, s.stem)
@@ -64,7 +71,9 @@ def write_pseudo_labels(
     empty = 0
     for start in range(0, len(mine), batch):
         chunk = mine[start : start + batch]
-        labels = labeler.label([s for s, _ in chunk], context)
+        with blamed("labelers", name, "label()"):
+            labels = labeler.label([s for s, _ in chunk], context)
+        _check_labels(name, [s for s, _ in chunk], labels)
         for (s, key), lab in zip(chunk, labels):
             empty += not lab.binary.any()
             binary, soft, keyf = label_paths(out_dir, s.stem)
@@ -83,3 +92,40 @@ def write_pseudo_labels(
               file=sys.stderr)
     barrier(env)
     return {s.stem: label_paths(out_dir, s.stem)[0] for s in samples}
+
+
+def _check_labels(name: str, samples: Sequence[Sample], labels: Any) -> None:
+    """Each label: a PseudoLabel with a float map in [0, 1] and a bool mask, both at the image's size."""
+    problem = label_problem(samples, labels)
+    if problem:
+        raise plugin_error("labelers", name, problem)
+
+
+def label_problem(samples: Sequence[Sample], labels: Any) -> str:
+    """What is wrong with a labeler's answer for ``samples`` (empty when nothing is)."""
+    if not isinstance(labels, (list, tuple)) or len(labels) != len(samples):
+        got = f"{len(labels)} labels" if isinstance(labels, (list, tuple)) else type(labels).__name__
+        return f"label() returned {got} for {len(samples)} images"
+    for s, lab in zip(samples, labels):
+        soft, binary = getattr(lab, "soft", None), getattr(lab, "binary", None)
+        if not isinstance(soft, np.ndarray) or not isinstance(binary, np.ndarray):
+            return f"label() returned {type(lab).__name__} for {s.stem!r}, not a PseudoLabel of numpy arrays"
+        h, w = image_shape_of(s)
+        for what, arr in (("soft map", soft), ("binary mask", binary)):
+            if arr.shape != (h, w):
+                return (f"the {what} of {s.stem!r} is {'x'.join(map(str, arr.shape[::-1]))} but the image is "
+                        f"{w}x{h} (W x H); labels must have their image's size")
+        if binary.dtype != np.bool_:
+            return f"the binary mask of {s.stem!r} is {binary.dtype}, not bool"
+        if not np.issubdtype(soft.dtype, np.floating):
+            return f"the soft map of {s.stem!r} is {soft.dtype}, not float"
+        if not np.isfinite(soft).all() or soft.min() < 0.0 or soft.max() > 1.0:
+            return (f"the soft map of {s.stem!r} is not in [0, 1] "
+                    f"(min {np.nanmin(soft):.3g}, max {np.nanmax(soft):.3g}, finite: {bool(np.isfinite(soft).all())})")
+    return ""
+
+
+def image_shape_of(sample: Sample) -> tuple[int, int]:
+    """(H, W) of a sample's image."""
+    h, w = sample.load_image().shape[:2]
+    return h, w

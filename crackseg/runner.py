@@ -19,7 +19,7 @@ import numpy as np
 
 from . import __version__
 from . import distributed as dist_utils
-from .components import create_backbone, create_dataset, create_labeler, create_loss
+from .components import create_backbone, create_dataset, create_labeler, get_entry
 from .config import DATA_KEYS, RunConfig, to_yaml
 from .data import Sample
 from .errors import CracksegError
@@ -27,6 +27,7 @@ from .io import read_mask, write_json, write_text
 from .keys import content_key
 from .labeler import LabelContext, Labeler, declared_artefacts
 from .locks import file_lock
+from .plugins.blame import blamed
 from .run_folder import CONFIG_FILE, METRICS_FILE, RESULTS_FILE, check_run_dir, data_label, default_out
 from .schema import to_dict
 from .tables import results_table
@@ -55,23 +56,16 @@ def run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[st
     except CracksegError:
         raise
     except (RuntimeError, OSError) as exc:
-        if _is_dist_failure(exc):
+        if dist_utils.is_peer_failure(exc):
             raise CracksegError(dist_utils.describe_failure(env, exc)) from None
         raise
-
-
-def _is_dist_failure(exc: BaseException) -> bool:
-    name = type(exc).__name__
-    text = str(exc).lower()
-    words = ("connection closed", "connection reset", "timed out", "timeout", "broken pipe", "gloo", "nccl")
-    return name in ("DistBackendError", "DistNetworkError", "DistStoreError") or any(w in text for w in words)
 
 
 def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
     from .backbone import input_stats, loss_weights  # torch from here on
     from .checkpoints import CHECKPOINT_FILE, load_checkpoint, load_model_state
     from .evaluation import predict_and_evaluate
-    from .losses import DeepSupervisionLoss
+    from .losses import DeepSupervisionLoss, parse_loss
     from .pseudo_labels import write_pseudo_labels
     from .training import SegmentationTrainSet, resize_pair, train_segmentation
 
@@ -87,8 +81,9 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
     # missing weights, ...) fails at once and leaves no half-made run folder behind
     seed_everything(cfg.seed)
     dataset = create_dataset(cfg.data["name"], **{k: v for k, v in cfg.data.items() if k not in DATA_KEYS})
-    train = _limit(dataset.samples(cfg.data["train_split"]), cfg.data["limit_train"])
-    test = _limit(dataset.samples(cfg.data["test_split"]), cfg.data["limit_test"])
+    with blamed("datasets", cfg.data["name"], "listing its splits"):
+        train = _limit(dataset.samples(cfg.data["train_split"]), cfg.data["limit_train"])
+        test = _limit(dataset.samples(cfg.data["test_split"]), cfg.data["limit_test"])
     labeler = create_labeler(cfg.labeler["name"], **_params(cfg.labeler))
     model = create_backbone(cfg.backbone["name"], **_params(cfg.backbone))
     notes, placeholders = component_remarks(dataset, labeler, model)
@@ -115,24 +110,28 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
                        artefact_dirs=artefact_dirs)
     with _stage_locks(env, [label_dir] if cfg.shared_dir else []):
         with _stage_locks(env, list(artefact_dirs.values()) if cfg.shared_dir else []):
-            prepare_labeler(labeler, train, ctx, env)
-        label_files = write_pseudo_labels(labeler, train, label_dir, ctx, env)
+            prepare_labeler(labeler, train, ctx, env, cfg.labeler["name"])
+        label_files = write_pseudo_labels(labeler, train, label_dir, ctx, env, name=cfg.labeler["name"])
     log(f"labels: {cfg.labeler['name']} → {label_dir}")
 
     # 3. backbone training
     size = int(getattr(model, "fixed_input_size", None) or cfg.train.image_size)
     images, labels = [], []
     for s in train:
-        img = s.load_image()
+        with blamed("datasets", cfg.data["name"], f"loading image {s.stem!r}"):
+            img = s.load_image()
         ri, rl = resize_pair(img, read_mask(label_files[s.stem], img.shape[:2]), size)
         images.append(ri)
         labels.append(rl)
     mean, std = input_stats(model)
     train_set = SegmentationTrainSet(images, labels, [s.stem for s in train], cfg.train, mean, std, cfg.seed)
     weights = cfg.loss_weights or loss_weights(model)
-    loss_fn = DeepSupervisionLoss(create_loss(cfg.loss, **cfg.loss_params), weights)
+    loss_fn = DeepSupervisionLoss(parse_loss(cfg.loss, cfg.loss_params), weights)
+    sections = {"data": ("datasets", cfg.data), "labeler": ("labelers", cfg.labeler),
+                "backbone": ("backbones", cfg.backbone)}
+    provenance = {key: get_entry(kind, section["name"]).provenance for key, (kind, section) in sections.items()}
     meta = {
-        "backbone": {"name": cfg.backbone["name"], "params": _params(cfg.backbone)},
+        "backbone": {"name": cfg.backbone["name"], "params": _params(cfg.backbone), **provenance["backbone"]},
         "image_size": size,
         "predict": to_dict(cfg.predict),
         "crackseg_version": __version__,
@@ -155,7 +154,7 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
             "epochs_done": result.epochs_done, "history": result.history,
             "total_seconds": round(time.perf_counter() - t_start, 2),
             "notes": "; ".join([*placeholders, *notes, f"{result.epochs_done} ep @ {size}px"]),
-            "placeholders": placeholders,
+            "placeholders": placeholders, "plugins": provenance,
         })
         write_json(run_dir / METRICS_FILE, metrics)
         table = results_table([metrics])
@@ -177,21 +176,26 @@ def component_remarks(*components: Any) -> tuple[list[str], list[str]]:
     return notes, placeholders
 
 
-def prepare_labeler(labeler: Labeler, train: Sequence[Sample], ctx: LabelContext, env: dist_utils.DistEnv) -> None:
-    """``labeler.prepare`` on every rank.
+def prepare_labeler(labeler: Labeler, train: Sequence[Sample], ctx: LabelContext, env: dist_utils.DistEnv,
+                    name: str) -> None:
+    """``labeler.prepare`` on every rank (``name``: the labeler's registered name, for errors).
 
     A labeler with ``distributed_prepare = True`` (it distributes its own training) is
     prepared by all ranks together; any other is prepared by rank 0 first (training and
     writing what it needs), then by the others (which load it).
     """
+    def prepare() -> None:
+        with blamed("labelers", name, "prepare()"):
+            labeler.prepare(train, ctx)
+
     if getattr(labeler, "distributed_prepare", False) or not env.enabled:
-        labeler.prepare(train, ctx)
+        prepare()
         return
     if env.is_main:
-        labeler.prepare(train, ctx)
+        prepare()
     dist_utils.barrier(env)
     if not env.is_main:
-        labeler.prepare(train, ctx)
+        prepare()
 
 
 def stage_dirs(cfg: RunConfig, run_dir: Path, artefacts: dict[str, Any]) -> tuple[dict[str, Path], Path]:

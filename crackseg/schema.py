@@ -66,7 +66,7 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
                     shaped = exc  # the member the value was meant to be: its error says most
         if shaped is not None:
             raise shaped
-        raise ConfigError(f"config key {path!r}: expected {_describe(tp)}, got {value!r}")
+        raise ConfigError(f"config key {path!r}: expected {describe_type(tp)}, got {value!r}")
     if origin is Literal:
         choices = get_args(tp)
         if value in choices:
@@ -146,10 +146,18 @@ def _tname(v: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(type(v), type(v).__name__)
 
 
-def _describe(tp: Any) -> str:
+def describe_type(tp: Any) -> str:
+    """A type as words for messages: ``an integer``, ``a list``, ``'a' or 'b'``, ``a string or null``."""
     origin = get_origin(tp)
     if origin is Union or origin is types.UnionType:
-        return " or ".join(_describe(a) for a in get_args(tp))
-    if tp is type(None):
-        return "null"
+        return " or ".join(describe_type(a) for a in get_args(tp))
+    if origin is Literal:
+        return " or ".join(repr(c) for c in get_args(tp))
+    if origin in (list, tuple):
+        return "a list"
+    if origin is dict:
+        return "a mapping"
+    words = {type(None): "null", bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if tp in words:
+        return words[tp]
     return getattr(tp, "__name__", str(tp))

@@ -34,18 +34,20 @@ from crackseg.plugins import get_manager
 
 
 @contextlib.contextmanager
-def registered_plugin(plugin: Any, name: str | None = None) -> Iterator[Any]:
+def registered_plugin(plugin: Any, name: str | None = None, distribution: str = "",
+                      version: str = "") -> Iterator[Any]:
     """Register ``plugin`` (a module or object with ``@crackseg.hookimpl`` functions) for a ``with`` block.
 
-    Its components are available through ``crackseg.create_*``, ``crackseg run`` in this
-    process and the CLI group ``crackseg.cli.cli``; on exit the plugin is removed again.
-    A plugin the manager rejects (e.g. a misspelled hook) raises ``AssertionError`` with
-    the manager's message. Yields the :class:`crackseg.plugins.PluginManager`.
+    Its components are available through ``crackseg.create_*`` and ``crackseg run`` in
+    this process (``crackseg.cli.main([...])``); on exit the plugin is removed again.
+    ``distribution``/``version`` play the installed package (messages and checkpoints name
+    them). A plugin the manager rejects (e.g. a misspelled hook) raises ``AssertionError``
+    with the manager's message. Yields the :class:`crackseg.plugins.PluginManager`.
     """
     manager = get_manager()
     name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
     before = len(manager.problems)
-    if not manager.add_plugin(plugin, name):
+    if not manager.add_plugin(plugin, name, distribution=distribution, version=version):
         raise AssertionError(manager.problems[-1] if len(manager.problems) > before else f"plugin {name!r} rejected")
     manager.fill_registries()
     try:
@@ -75,6 +77,20 @@ def tiny_crack_samples(n: int = 3, size: int = 64, seed: int = 0) -> list[Sample
     return out
 
 
+def write_tiny_dataset(folder: str | Path, n: int = 6, size: int = 32) -> Path:
+    """Write :func:`tiny_crack_samples` as ``folder/images/<stem>.png`` and ``folder/masks/<stem>.png``.
+
+    A plain image folder with masks, so ``crackseg run --data FOLDER`` reads it; returns ``folder``.
+    """
+    from crackseg.io import write_png
+
+    root = Path(folder)
+    for s in tiny_crack_samples(n, size):
+        write_png(root / "images" / f"{s.stem}.png", s.load_image())
+        write_png(root / "masks" / f"{s.stem}.png", s.mask())
+    return root
+
+
 class BackboneContract:
     """Contract of a backbone plugin (see ``crackseg.plugins.hookspecs.register_backbones``)."""
 
@@ -83,44 +99,43 @@ class BackboneContract:
     #: an awkward input size; backbones with ``fixed_input_size`` get that size instead
     input_hw: ClassVar[tuple[int, int]] = (37, 53)
 
-    def make(self):
+    def make(self) -> Any:
         import torch
 
         torch.manual_seed(0)
         return crackseg.create_backbone(self.name, **self.params)
 
-    def _input(self, model):
+    def _input(self, model: Any) -> tuple[Any, int, int]:
         import torch
+
+        from crackseg.backbone import pad_to_multiple, size_multiple
 
         fixed = getattr(model, "fixed_input_size", None)
         h, w = (fixed, fixed) if fixed else self.input_hw
-        mult = int(getattr(model, "size_multiple", 1) or 1)
+        mult = size_multiple(model)
         if not fixed and mult > 1:
-            from crackseg.backbone import pad_to_multiple
-
             x, h, w = pad_to_multiple(torch.rand(2, 3, h, w), mult)
             return x, h, w
         return torch.rand(2, 3, h, w), h, w
 
-    def test_registered(self):
-        assert self.name in crackseg.list_plugins("backbones")
+    def test_registered(self) -> None:
+        assert self.name in crackseg.list_plugins("backbones"), f"backbone {self.name!r} is not registered"
 
-    def test_forward_shapes(self):
+    def test_forward_shapes(self) -> None:
         import torch
 
-        from crackseg.backbone import as_outputs
+        from crackseg.backbone import as_outputs, output_problem
 
         model = self.make().eval()
-        x, h, w = self._input(model)
+        x, _, _ = self._input(model)
         with torch.no_grad():
             outs = as_outputs(model(x))
-        assert "out" in outs
+        problem = output_problem(outs, x.shape[0], x.shape[-2], x.shape[-1])
+        assert not problem, f"{self.name}: {problem}"
         for key, t in outs.items():
-            assert t.shape[0] == 2 and t.shape[1] == 1, f"{key}: {tuple(t.shape)}"
-            assert t.shape[-2:] == x.shape[-2:], f"{key}: {tuple(t.shape)} vs input {tuple(x.shape)}"
-            assert torch.isfinite(t).all(), key
+            assert torch.isfinite(t).all(), f"{self.name}: output {key!r} is not finite on a random input"
 
-    def test_backward_reaches_trainable_parameters(self):
+    def test_backward_reaches_trainable_parameters(self) -> None:
         import torch
 
         from crackseg.backbone import as_outputs, loss_weights
@@ -129,30 +144,41 @@ class BackboneContract:
         x, _, _ = self._input(model)
         outs = as_outputs(model(x))
         weights = loss_weights(model)
-        assert set(weights) <= set(outs), f"loss_weights {set(weights)} vs outputs {set(outs)}"
+        assert set(weights) <= set(outs), f"{self.name}: loss_weights name {set(weights)}, the outputs are {set(outs)}"
         torch.stack([outs[k].float().mean() * w for k, w in weights.items()]).sum().backward()
         trainable = [p for p in model.parameters() if p.requires_grad]
-        assert trainable, "no trainable parameters"
-        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable)
+        assert trainable, f"{self.name}: no trainable parameters"
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable), \
+            f"{self.name}: the loss gives no gradient to any trainable parameter"
 
-    def test_checkpoint_round_trip(self):
+    def test_checkpoint_round_trip(self) -> None:
+        """What trains (parameters, and the buffers of modules that train, e.g. BatchNorm statistics) survives."""
         import torch
 
         from crackseg.backbone import as_outputs
         from crackseg.checkpoints import load_model_state, model_state
 
         model = self.make().eval()
+        persistent = set(model.state_dict())
         with torch.no_grad():
-            for p in model.parameters():
-                if p.requires_grad:
+            for module_name, module in model.named_modules():
+                if not any(p.requires_grad for p in module.parameters(recurse=False)):
+                    continue
+                for p in module.parameters(recurse=False):
                     p.add_(0.01 * torch.randn_like(p))
+                for buf_name, buf in module.named_buffers(recurse=False):
+                    full = f"{module_name}.{buf_name}" if module_name else buf_name
+                    if full in persistent and buf.is_floating_point():
+                        buf.mul_(1.5).add_(0.1)
         state = model_state(model)
         other = self.make().eval()
         load_model_state(other, state)
         x, _, _ = self._input(model)
         with torch.no_grad():
             a, b = as_outputs(model(x))["out"], as_outputs(other(x))["out"]
-        assert torch.allclose(a, b, atol=1e-5)
+        assert torch.allclose(a, b, atol=1e-5), \
+            f"{self.name}: a model rebuilt from its checkpoint state predicts differently (max difference " \
+            f"{(a - b).abs().max().item():.3g}); does checkpoint_state_dict() drop trained parameters or buffers?"
 
 
 class LossContract:
@@ -163,33 +189,36 @@ class LossContract:
     #: False for auxiliary losses (e.g. ``edge``) whose optimum is not the label itself
     prefers_the_label: ClassVar[bool] = True
 
-    def make(self):
+    def make(self) -> Any:
         return crackseg.create_loss(self.name, **self.params)
 
-    def _target(self):
+    def _target(self) -> Any:
         import torch
 
         y = torch.zeros(2, 1, 24, 24)
         y[:, :, 10:13, :] = 1.0
         return y
 
-    def test_scalar_and_gradient(self):
+    def test_scalar_and_gradient(self) -> None:
         import torch
 
         logits = torch.randn(2, 1, 24, 24, requires_grad=True)
         loss = self.make()(logits, self._target())
-        assert loss.ndim == 0 and torch.isfinite(loss)
+        assert isinstance(loss, torch.Tensor) and loss.ndim == 0, f"{self.name}: returned {loss!r}, not a scalar"
+        assert torch.isfinite(loss), f"{self.name}: returned {loss.item()} for random logits"
         loss.backward()
-        assert logits.grad is not None and torch.isfinite(logits.grad).all()
+        assert logits.grad is not None and torch.isfinite(logits.grad).all(), \
+            f"{self.name}: no finite gradient for the logits"
 
-    def test_better_prediction_scores_lower(self):
+    def test_better_prediction_scores_lower(self) -> None:
         if not self.prefers_the_label:
             pytest.skip(f"{self.name} is an auxiliary loss; its optimum is not the label")
         y = self._target()
         good = (y * 2 - 1) * 6.0
         bad = -good
         loss = self.make()
-        assert float(loss(good, y)) < float(loss(bad, y))
+        assert float(loss(good, y)) < float(loss(bad, y)), \
+            f"{self.name}: the label itself scores {float(loss(good, y)):.4g}, its opposite {float(loss(bad, y)):.4g}"
 
 
 class PromptSetContract:
@@ -198,13 +227,14 @@ class PromptSetContract:
     name: ClassVar[str] = ""
     params: ClassVar[dict[str, Any]] = {}
 
-    def test_sentences(self):
+    def test_sentences(self) -> None:
         ps = crackseg.create_prompt_set(self.name, **self.params)
         s = ps.sentences()
-        assert set(s) == {"normal", "crack"}
+        assert set(s) == {"normal", "crack"}, f"{self.name}: sentences() has keys {set(s)}, not normal and crack"
         for cls in ("normal", "crack"):
-            assert s[cls] and all(isinstance(t, str) and t.strip() for t in s[cls])
-            assert not any("{}" in t for t in s[cls]), "unformatted template"
+            assert s[cls], f"{self.name}: no {cls!r} sentences"
+            assert all(isinstance(t, str) and t.strip() for t in s[cls]), f"{self.name}: an empty {cls!r} sentence"
+            assert not any("{}" in t for t in s[cls]), f"{self.name}: an unformatted template among {cls!r}"
 
 
 class DatasetContract:
@@ -216,58 +246,72 @@ class DatasetContract:
     def make_params(self, tmp_path: Path) -> dict[str, Any]:
         return dict(self.params)
 
-    def test_samples_load(self, tmp_path):
+    def test_samples_load(self, tmp_path: Path) -> None:
         ds = crackseg.create_dataset(self.name, **self.make_params(tmp_path))
         splits = ds.splits()
-        assert splits
+        assert splits, f"{self.name}: no splits"
         for split in splits:
             for s in ds.samples(split)[:3]:
                 img = s.load_image()
-                assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+                assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3, \
+                    f"{self.name}: image {s.stem!r} is {img.dtype} {img.shape}, not uint8 [H,W,3]"
                 if s.has_mask:
                     m = s.mask()
-                    assert m.dtype == bool and m.shape == img.shape[:2]
+                    assert m.dtype == bool and m.shape == img.shape[:2], \
+                        f"{self.name}: mask {s.stem!r} is {m.dtype} {m.shape}, not bool {img.shape[:2]}"
 
-    def test_unknown_split_is_a_clear_error(self, tmp_path):
+    def test_unknown_split_is_a_clear_error(self, tmp_path: Path) -> None:
         ds = crackseg.create_dataset(self.name, **self.make_params(tmp_path))
-        try:
+        with pytest.raises(CracksegError, match="no-such-split"):
             ds.samples("no-such-split")
-        except CracksegError as exc:
-            assert "no-such-split" in str(exc)
-        else:
-            raise AssertionError("unknown split accepted")
 
 
 class LabelerContract:
-    """Contract of a labeler plugin on tiny constructed images."""
+    """Contract of a labeler plugin on tiny constructed images.
+
+    ``changed_params``: parameters that give other labels than ``params``; the fingerprint
+    must change with them (it keys the label cache). Leave it empty only for a labeler
+    without parameters.
+    """
 
     name: ClassVar[str] = ""
     params: ClassVar[dict[str, Any]] = {}
+    changed_params: ClassVar[dict[str, Any]] = {}
     image_size: ClassVar[int] = 64
 
-    def context(self, tmp_path: Path, labeler: Any = None):
+    def context(self, tmp_path: Path, labeler: Any = None) -> LabelContext:
         """A CPU context; every artefact the labeler declares gets a folder under ``tmp_path``."""
         work = tmp_path / "labeler"
         dirs = {name: work / name for name in declared_artefacts(labeler)} if labeler is not None else {}
         return LabelContext(device="cpu", work_dir=work, seed=0, quiet=True, batch_size=4, artefact_dirs=dirs)
 
-    def test_labels_have_image_shape(self, tmp_path):
-        samples = tiny_crack_samples(3, self.image_size)
-        lab = crackseg.create_labeler(self.name, **self.params)
-        ctx = self.context(tmp_path, lab)
-        lab.prepare(samples, ctx)
-        out = lab.label(samples, ctx)
-        assert len(out) == len(samples)
-        for s, pl in zip(samples, out):
-            h, w = s.load_image().shape[:2]
-            assert pl.soft.shape == (h, w) and pl.binary.shape == (h, w)
-            assert pl.soft.dtype == np.float32 and pl.binary.dtype == bool
-            assert float(pl.soft.min()) >= 0.0 and float(pl.soft.max()) <= 1.0
+    def _prepared(self, tmp_path: Path, params: dict[str, Any]) -> Any:
+        lab = crackseg.create_labeler(self.name, **params)
+        lab.prepare(tiny_crack_samples(3, self.image_size), self.context(tmp_path, lab))
+        return lab
 
-    def test_fingerprint_is_stable(self, tmp_path):
+    def test_labels_have_image_shape(self, tmp_path: Path) -> None:
+        from crackseg.pseudo_labels import label_problem
+
         samples = tiny_crack_samples(3, self.image_size)
-        lab = crackseg.create_labeler(self.name, **self.params)
-        lab.prepare(samples, self.context(tmp_path, lab))
+        lab = self._prepared(tmp_path, self.params)
+        out = lab.label(samples, self.context(tmp_path, lab))
+        problem = label_problem(samples, out)
+        assert not problem, f"{self.name}: {problem}"
+
+    def test_fingerprint_is_stable(self, tmp_path: Path) -> None:
+        lab = self._prepared(tmp_path, self.params)
         fp = lab.fingerprint()
-        assert isinstance(fp, str) and fp
-        assert fp == lab.fingerprint()
+        assert isinstance(fp, str) and fp, f"{self.name}: fingerprint() returned {fp!r}, not a non-empty string"
+        again = self._prepared(tmp_path, self.params).fingerprint()
+        assert again == fp, f"{self.name}: the same parameters gave another fingerprint ({fp!r}, {again!r})"
+
+    def test_fingerprint_changes_with_parameters(self, tmp_path: Path) -> None:
+        entry = crackseg.get_entry("labelers", self.name)
+        if not self.changed_params:
+            if entry.params is not None:
+                pytest.skip(f"{self.name}: set changed_params to parameters that change the labels")
+            return
+        fp = self._prepared(tmp_path, self.params).fingerprint()
+        other = self._prepared(tmp_path, {**self.params, **self.changed_params}).fingerprint()
+        assert other != fp, f"{self.name}: changing {self.changed_params} left the fingerprint at {fp!r}"

@@ -23,11 +23,12 @@ import numpy as np
 import torch
 
 from . import distributed as dist_utils
-from .backbone import as_outputs, pad_to_multiple, size_multiple
+from .backbone import as_outputs, output_problem, pad_to_multiple, size_multiple
 from .checkpoints import load_checkpoint, load_model_state, model_state, save_checkpoint
 from .config import TrainConfig
 from .distributed import DistEnv
 from .errors import CracksegError
+from .plugins.blame import blamed, plugin_error
 
 
 # -- data ------------------------------------------------------------------------
@@ -178,7 +179,12 @@ def train_segmentation(
     quiet: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place; write ``checkpoint_path`` after every epoch (rank 0)."""
+    """Train ``model`` in place; write ``checkpoint_path`` after every epoch (rank 0).
+
+    ``meta["backbone"]["name"]`` names the backbone in errors: an exception in its forward
+    pass or outputs of the wrong shape are one line naming its plugin.
+    """
+    backbone_name = str((meta.get("backbone") or {}).get("name", ""))
     from tqdm.auto import tqdm
 
     if cfg.batch_size % env.world_size:
@@ -251,8 +257,12 @@ def train_segmentation(
         for x, y, keys in bar:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             x, h, w = pad_to_multiple(x, multiple)
-            with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
+            with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None), \
+                    blamed("backbones", backbone_name, "the forward pass"):
                 outs = fwd(x, keys)
+            problem = output_problem(outs, x.shape[0], x.shape[-2], x.shape[-1])
+            if problem:
+                raise plugin_error("backbones", backbone_name, problem)
             outs = {k: v[..., :h, :w].float() for k, v in outs.items()}
             loss = loss_fn(outs, y)
             if not torch.isfinite(loss):

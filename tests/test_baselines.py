@@ -64,16 +64,13 @@ def test_exact_parameter_count_and_forward_any_size(name: str) -> None:
 
 
 def test_paper_specifics() -> None:
-    liu = crackseg.get_entry("backbones", "deepcrack-liu").extras
-    assert liu["loss"] == "focal"
-    assert liu["loss_weights"] == {"side1": .5, "side2": .75, "side3": 1.0, "side4": .75, "side5": .5, "out": 1.0}
-    zou = crackseg.get_entry("backbones", "deepcrack-zou").extras
-    assert zou["loss"] == "bce" and set(zou["loss_weights"]) == SIDE_NAMES
-    assert all(w == 1.0 for w in zou["loss_weights"].values())
+    assert crackseg.get_entry("backbones", "deepcrack-liu").extras["loss"] == "focal"
+    assert crackseg.get_entry("backbones", "deepcrack-zou").extras["loss"] == "bce"
     m = crackseg.create_backbone("deepcrack-liu", base_channels=2)
     assert tuple(m.input_mean) == (.5, .5, .5) and tuple(m.input_std) == (.5, .5, .5)
-    assert m.loss_weights == liu["loss_weights"]
+    assert m.loss_weights == {"side1": .5, "side2": .75, "side3": 1.0, "side4": .75, "side5": .5, "out": 1.0}
     z = crackseg.create_backbone("deepcrack-zou", base_channels=2, fuse_channels=2)
+    assert set(z.loss_weights) == SIDE_NAMES and all(w == 1.0 for w in z.loss_weights.values())
     assert tuple(z.input_mean) == (0, 0, 0) and tuple(z.input_std) == (1, 1, 1)
     # DeepCrack1: conv without bias everywhere (BN carries the shift)
     assert all(c.bias is None for c in m.modules() if isinstance(c, nn.Conv2d))
@@ -104,7 +101,7 @@ def test_named_side_outputs(name: str) -> None:
     with torch.no_grad():
         out = model(torch.randn(1, 3, 33, 40))
     assert isinstance(out, dict) and set(out) == SIDE_NAMES
-    assert set(out) == set(crackseg.get_entry("backbones", name).extras["loss_weights"])
+    assert set(out) == set(model.loss_weights)  # every output is weighted in the loss
     # the side maps are distinct maps, not copies of the fused one
     assert not torch.equal(out["side1"], out["out"])
     assert not torch.equal(out["side1"], out["side5"])
@@ -256,6 +253,7 @@ def test_config_file_resolves(name: str) -> None:
     entry = crackseg.get_entry("backbones", name)
     assert cfg.backbone["name"] == name
     assert cfg.loss == entry.extras["loss"]
-    assert cfg.loss_weights == entry.extras["loss_weights"]
+    # the documented recipe repeats the model's own output weights
+    assert cfg.loss_weights == dict(crackseg.create_backbone(name, **TINY[name]).loss_weights)
     for key, value in entry.extras["train"].items():
         assert getattr(cfg.train, key) == value, key

@@ -18,6 +18,7 @@ import crackseg  # noqa: E402
 from crackseg.data import ListDataset, Sample  # noqa: E402
 from crackseg.errors import ConfigError, CracksegError, DataError  # noqa: E402
 from crackseg.labeler import LabelContext, Labeler  # noqa: E402
+from crackseg.testing import LabelerContract  # noqa: E402
 from crackseg_cam import CAM_METHODS  # noqa: E402
 from crackseg_cam.cams import assemble, gate_weights, image_cam  # noqa: E402
 from crackseg_cam.classifier import (  # noqa: E402
@@ -343,3 +344,11 @@ def test_train_classifier_command(tmp_path, monkeypatch):
     assert res3.exit_code == 0
     res4 = CliRunner().invoke(cli, args[:-1] + ["bogus_key=1"])
     assert isinstance(res4.exception, ConfigError) and "bogus_key" in str(res4.exception)
+
+
+class TestGradCAMContract(LabelerContract):
+    """The public labeler contract on a CAM labeler (a tiny classifier trained in prepare)."""
+
+    name = "gradcam"
+    params = {"patch_size": 32, "classifier": {**SMALL, "epochs": 1}}
+    changed_params = {"threshold": 0.3}

@@ -79,9 +79,10 @@ class _DuplicatePlugin:
     @staticmethod
     @crackseg.hookimpl
     def register_losses(register):
-        from crackseg_losses import _bce
+        from crackseg_losses import BCEParams, _bce
 
-        register("my-bce", _bce)
+        register("my-bce", _bce, params=BCEParams)
+        register("other-bce", _bce, params=BCEParams)
 
 
 def test_broken_hook_is_isolated(capsys):
@@ -99,7 +100,7 @@ def test_misspelled_hook_is_rejected(capsys):
     m = PluginManager()
     assert not m.add_plugin(_MisspelledPlugin, "typo")
     err = capsys.readouterr().err
-    assert "unknown hook 'register_backbone'" in err
+    assert "unknown hook 'register_backbone'; did you mean 'register_backbones'?" in err
     assert not m.pm.has_plugin("typo")
 
 
@@ -109,8 +110,11 @@ def test_duplicate_registration_reported(capsys):
     m.add_plugin(_DuplicatePlugin, "dup")
     m.fill_registries()
     err = capsys.readouterr().err
-    assert "'my-bce' is registered twice" in err and "'good'" in err and "'dup'" in err
-    assert m.registries["losses"].get("my-bce").plugin == "good"
+    lines = [line for line in err.splitlines() if "my-bce" in line]
+    assert len(lines) == 1 and "already registered by plugin 'good'" in lines[0] and "'dup'" in lines[0]
+    assert m.registries["losses"].get("my-bce").plugin == "good"  # the first one keeps the name
+    assert m.registries["losses"].get("other-bce").plugin == "dup"  # only the clashing entry is refused
+    assert m.info["dup"].rejected == ["loss 'my-bce' (taken by plugin 'good')"]
 
 
 def test_plugin_failing_on_import_breaks_nothing(tmp_path):

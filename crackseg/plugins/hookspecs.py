@@ -70,10 +70,11 @@ def register_backbones(register: Register) -> None:
     :mod:`crackseg.backbone`.
 
     Extras: ``train={...}`` training defaults from the method's paper (keys of
-    ``crackseg.config.TrainConfig``); ``loss="focal+dice"`` its default loss;
-    ``loss_weights={...}`` weights of named outputs; ``prompt_param="prompts"`` the
-    parameter that takes a prompt set (what ``--prompts`` and a grid's ``prompts``
-    axis set); ``default=True`` the default backbone.
+    ``crackseg.config.TrainConfig``); ``loss="a+0.5*b"`` its default loss;
+    ``prompt_param="prompts"`` the parameter that takes a prompt set (what ``--prompts``
+    and a grid's ``prompts`` axis set); ``default=True`` the default backbone. The weights
+    of named outputs are the model's ``loss_weights`` attribute (a run's ``loss_weights``
+    setting replaces them).
     """
 
 

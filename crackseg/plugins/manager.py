@@ -19,7 +19,7 @@ distribution names); an empty value loads none.
 
 from __future__ import annotations
 
-import dataclasses
+import difflib
 import importlib.util
 import os
 import sys
@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
+import click
 import pluggy
 
 from ..errors import CracksegError
 from . import hookspecs
-from .registry import EXTRAS, KINDS, SINGULAR, Entry, Registry
+from .checks import check_registration, unknown_extras
+from .registry import EXTRAS, KINDS, SINGULAR, Entry, Registry, describe_plugin
 
 ENTRY_POINT_GROUP = "crackseg"
 #: the distribution whose entry points are the built-in plugins
@@ -61,6 +63,23 @@ class PluginInfo:
     error: str = ""
     #: packages the plugin needs that are not installed, with the install hint
     missing: str = ""
+    #: registration problems (one line each; also printed as warnings)
+    warnings: list[str] = field(default_factory=list)
+    #: entries refused because their name was taken ("backbone 'unet' (taken by plugin 'smp' ...)")
+    rejected: list[str] = field(default_factory=list)
+    #: entries of other plugins this one replaced with override=True
+    overrides: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """``plugin 'smp' (distribution crackseg 0.1.0)``."""
+        return describe_plugin(self.name, self.distribution, self.version)
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``crackseg plugins --json`` prints for this plugin."""
+        return {"name": self.name, "distribution": self.distribution, "version": self.version,
+                "registered": self.registered, "commands": self.commands, "error": self.error,
+                "missing": self.missing, "warnings": self.warnings, "rejected": self.rejected,
+                "overrides": self.overrides}
 
 
 class PluginManager:
@@ -108,9 +127,11 @@ class PluginManager:
         unknown = [h for h in _hookimpl_names(plugin) if not _is_spec(self.pm, h)]
         if unknown:
             self.pm.unregister(name=name)
-            known = ", ".join([*HOOK_KINDS, "register_commands"])
+            known = [*HOOK_KINDS, "register_commands"]
+            close = difflib.get_close_matches(unknown[0], known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
             self._problem(name, distribution, version,
-                          f"rejected: unknown hook {unknown[0]!r} (known hooks: {known})")
+                          f"rejected: unknown hook {unknown[0]!r}{hint} (known hooks: {', '.join(known)})")
             return False
         self.info[name] = PluginInfo(name=name, distribution=distribution, version=version,
                                      missing=_missing_requirements(plugin))
@@ -125,70 +146,102 @@ class PluginManager:
         self._filled = False
 
     def _problem(self, name: str, dist: str, version: str, msg: str) -> None:
-        line = f"crackseg: warning: {describe(name, dist, version)} {msg}"
+        line = f"crackseg: warning: {describe_plugin(name, dist, version)} {msg}"
         self.problems.append(line)
         self.info[name] = PluginInfo(name=name, distribution=dist, version=version, error=msg)
         print(line, file=sys.stderr)
 
     # -- registries -------------------------------------------------------------
     def fill_registries(self) -> None:
-        """Call every ``register_*`` hook, one plugin at a time, all-or-nothing per call."""
+        """Call every ``register_*`` hook, one plugin at a time (built-ins first).
+
+        A hook call that raises registers nothing. An entry whose name another plugin
+        already registered is refused alone (unless it overrides it), so a third party can
+        never change what a built-in name means without saying so.
+        """
         if self._filled:
             return
         self.registries = {k: Registry(k) for k in KINDS}
         for info in self.info.values():
-            info.registered = {}
+            info.registered, info.warnings, info.rejected, info.overrides = {}, [], [], []
         for hook_name, kind in HOOK_KINDS.items():
             caller = getattr(self.pm.hook, hook_name)
             for impl in caller.get_hookimpls():  # in load order: built-ins first
                 plugin_name = self.pm.get_name(impl.plugin) or "?"
                 info = self.info.setdefault(plugin_name, PluginInfo(name=plugin_name))
                 registered: list[Entry] = []
-                register = _make_register(kind, plugin_name, registered, info.missing, self._warn)
+                warnings: list[str] = []
                 try:
-                    impl.function(register=register)
-                    _add_all(self.registries[kind], registered)
+                    impl.function(register=_make_register(kind, info, registered, warnings))
                 except Exception as exc:  # noqa: BLE001 - isolate broken plugins
-                    self._hook_failed(plugin_name, hook_name, exc)
+                    self._hook_failed(info, hook_name, exc)
                     continue
-                info.registered.setdefault(kind, []).extend(e.name for e in registered)
+                for text in warnings:
+                    self._warn(info, text)
+                for entry in registered:
+                    self._add(kind, info, entry)
         self._filled = True
 
-    def _warn(self, plugin_name: str, msg: str) -> None:
-        info = self.info.get(plugin_name) or PluginInfo(name=plugin_name)
-        line = f"crackseg: warning: {describe(plugin_name, info.distribution, info.version)} {msg}"
+    def _add(self, kind: str, info: PluginInfo, entry: Entry) -> None:
+        registry = self.registries[kind]
+        taken = registry.entry(entry.name)
+        try:
+            registry.add(entry)
+        except CracksegError as exc:
+            owner = taken.describe_plugin() if taken is not None else "?"
+            info.rejected.append(f"{SINGULAR[kind]} {entry.name!r} (taken by {owner})")
+            self._warn(info, str(exc), keep=False)
+            return
+        info.registered.setdefault(kind, []).append(entry.name)
+        if taken is not None:
+            info.overrides.append(f"{SINGULAR[kind]} {entry.name!r} (was {taken.describe_plugin()})")
+            owner_info = self.info.get(taken.plugin)
+            if owner_info is not None and entry.name in owner_info.registered.get(kind, []):
+                owner_info.registered[kind].remove(entry.name)
+
+    def _warn(self, info: PluginInfo, msg: str, keep: bool = True) -> None:
+        """Print a one-line warning naming the plugin; ``keep``: also list it in the plugin's warnings."""
+        line = f"crackseg: warning: {info.describe()} {msg}"
+        if keep:
+            info.warnings.append(msg)
         self.problems.append(line)
         print(line, file=sys.stderr)
 
-    def _hook_failed(self, plugin_name: str, hook_name: str, exc: BaseException) -> None:
-        info = self.info.setdefault(plugin_name, PluginInfo(name=plugin_name))
+    def _hook_failed(self, info: PluginInfo, hook_name: str, exc: BaseException) -> None:
         info.error = f"{hook_name} failed: {one_line(exc)}"
-        self._warn(plugin_name, f"hook {info.error}")
+        line = f"crackseg: warning: {info.describe()} hook {info.error}"
+        self.problems.append(line)
+        print(line, file=sys.stderr)
 
-    def add_commands(self, cli: Any) -> None:
-        """Let every plugin add its sub-commands to the click group ``cli``."""
+    def add_commands(self, cli: click.Group) -> None:
+        """Let every plugin add its sub-commands to the click group ``cli``; a name that is taken is refused."""
         for impl in self.pm.hook.register_commands.get_hookimpls():
             plugin_name = self.pm.get_name(impl.plugin) or "?"
             info = self.info.setdefault(plugin_name, PluginInfo(name=plugin_name))
             if info.missing:
                 continue  # its commands would fail on the missing package
-            before = set(cli.commands)
+            staging = click.Group(name=cli.name)
             try:
-                impl.function(cli=cli)
+                impl.function(cli=staging)
             except Exception as exc:  # noqa: BLE001
-                self._hook_failed(plugin_name, "register_commands", exc)
+                self._hook_failed(info, "register_commands", exc)
                 continue
-            info.commands.extend(sorted(set(cli.commands) - before))
+            for name, command in staging.commands.items():
+                if name in cli.commands:
+                    owner = self.command_owner(name)
+                    info.rejected.append(f"command {name!r} (taken by {owner})")
+                    self._warn(info, f"command {name!r} is already a command of {owner}; this one is ignored "
+                                     f"(rename it)", keep=False)
+                    continue
+                cli.add_command(command, name)
+                info.commands.append(name)
 
-
-def _add_all(registry: Registry, entries: list[Entry]) -> None:
-    """Add every entry or, when one clashes, none of them."""
-    names = [e.name for e in entries]
-    for e in entries:
-        if e.name in registry._entries or names.count(e.name) > 1:
-            registry.add(e)  # raises the clash error before anything was added
-    for e in entries:
-        registry.add(e)
+    def command_owner(self, name: str) -> str:
+        """Who provides the command ``name``: a plugin (described) or crackseg itself."""
+        for info in self.info.values():
+            if name in info.commands:
+                return info.describe()
+        return "crackseg itself"
 
 
 def _is_spec(pm: pluggy.PluginManager, hook_name: str) -> bool:
@@ -212,46 +265,22 @@ def _missing_requirements(plugin: Any) -> str:
     return f"needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed ({hint})"
 
 
-def _make_register(kind: str, plugin_name: str, sink: list[Entry], missing: str,
-                   warn: Callable[[str, str], None]) -> Callable[..., None]:
-    unavailable = f"plugin {plugin_name!r} {missing}" if missing else ""
+def _make_register(kind: str, info: PluginInfo, sink: list[Entry], warnings: list[str]) -> Callable[..., None]:
+    unavailable = f"plugin {info.name!r} {info.missing}" if info.missing else ""
 
     def register(name: str, factory: Callable[..., Any], params: type | None = None,
-                 description: str = "", **extras: Any) -> None:
-        what = SINGULAR[kind]
-        if not isinstance(name, str) or not name:
-            raise CracksegError(f"registered a {what} without a name")
-        if not callable(factory):
-            raise CracksegError(f"factory of {what} {name!r} is not callable")
-        for key in [k for k in extras if k not in EXTRAS[kind]]:
-            warn(plugin_name, f"{what} {name!r}: unknown register extra {key!r} ignored "
-                              f"({what} extras: {', '.join(EXTRAS[kind])})")
+                 description: str = "", override: bool = False, **extras: Any) -> None:
+        for key in unknown_extras(kind, extras):
+            warnings.append(f"{SINGULAR[kind]} {name!r}: unknown register extra {key!r} ignored "
+                            f"({SINGULAR[kind]} extras: {', '.join(EXTRAS[kind])}, override)")
             extras.pop(key)
-        _check_extras(kind, name, params, extras)
+        warnings.extend(check_registration(kind, name, factory, params, extras))
         if not description:
             description = (getattr(factory, "__doc__", None) or "").strip().split("\n")[0]
-        sink.append(Entry(kind, name, factory, params, description, plugin_name, dict(extras), unavailable))
+        sink.append(Entry(kind, name, factory, params, description, info.name, dict(extras), unavailable,
+                          info.distribution, info.version, bool(override)))
 
     return register
-
-
-def _check_extras(kind: str, name: str, params: type | None, extras: dict[str, Any]) -> None:
-    what = f"{SINGULAR[kind]} {name!r}"
-    opens = extras.get("opens")
-    if opens is not None:
-        if not (isinstance(opens, dict) and isinstance(opens.get("param"), str)):
-            raise CracksegError(f"{what}: opens= must be a mapping with 'param' (and optional 'suffixes')")
-        _check_param(what, params, opens["param"], "opens")
-    if extras.get("prompt_param") is not None:
-        _check_param(what, params, extras["prompt_param"], "prompt_param")
-    if "default" in extras and not isinstance(extras["default"], bool):
-        raise CracksegError(f"{what}: default= must be true or false")
-
-
-def _check_param(what: str, params: type | None, param: Any, extra: str) -> None:
-    fields = [f.name for f in dataclasses.fields(params)] if params is not None else []
-    if param not in fields:
-        raise CracksegError(f"{what}: {extra}={param!r} names no parameter of its params dataclass")
 
 
 def _allowed_plugins() -> set[str] | None:
@@ -259,11 +288,6 @@ def _allowed_plugins() -> set[str] | None:
     if value is None:
         return None
     return {p.strip() for p in value.split(",") if p.strip()}
-
-
-def describe(name: str, dist: str = "", version: str = "") -> str:
-    """``plugin 'x' (distribution crackseg-x 1.0)``: how messages name a plugin."""
-    return f"plugin {name!r}" + (f" (distribution {dist} {version})" if dist else "")
 
 
 def one_line(exc: BaseException) -> str:

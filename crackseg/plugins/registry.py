@@ -33,7 +33,7 @@ SINGULAR: dict[str, str] = {
 #: the ``register`` extras each kind understands (documented in hookspecs.py and CONTRIBUTING.md)
 EXTRAS: dict[str, tuple[str, ...]] = {
     "labelers": ("default",),
-    "backbones": ("train", "loss", "loss_weights", "prompt_param", "default"),
+    "backbones": ("train", "loss", "prompt_param", "default"),
     "prompts": ("opens",),
     "losses": ("default",),
     "datasets": ("opens", "train", "default"),
@@ -54,6 +54,20 @@ class Entry:
     extras: dict[str, Any] = field(default_factory=dict)
     #: why the entry cannot be built here (a missing package), empty when it can
     unavailable: str = ""
+    #: the distribution (and its version) that installed the plugin; empty for one registered in-process
+    distribution: str = ""
+    version: str = ""
+    #: registered with ``override=True``: it may replace an entry of the same name from an earlier plugin
+    override: bool = False
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """Which plugin and distribution provide this entry (recorded in checkpoints and metrics)."""
+        return {"plugin": self.plugin, "distribution": self.distribution, "version": self.version}
+
+    def describe_plugin(self) -> str:
+        """``plugin 'smp' (distribution crackseg 0.1.0)``."""
+        return describe_plugin(self.plugin, self.distribution, self.version)
 
     def param_defaults(self) -> dict[str, Any]:
         """The default value of every declared parameter."""
@@ -92,15 +106,25 @@ class Registry:
         self._entries: dict[str, Entry] = {}
 
     # -- registration -----------------------------------------------------
-    def add(self, entry: Entry) -> None:
+    def add(self, entry: Entry) -> Entry | None:
+        """Add ``entry``; returns the entry it replaced (``override=True``), else None.
+
+        A name that is taken is an error naming both plugins, unless the new entry
+        overrides it.
+        """
         old = self._entries.get(entry.name)
-        if old is not None:
+        if old is not None and not entry.override:
             raise CracksegError(
-                f"{SINGULAR[self.kind]} {entry.name!r} is registered twice: by plugin "
-                f"{old.plugin!r} and by plugin {entry.plugin!r}; uninstall one or set "
-                f"CRACKSEG_LOAD_PLUGINS"
+                f"{SINGULAR[self.kind]} {entry.name!r} is already registered by {old.describe_plugin()}; "
+                f"the one of {entry.describe_plugin()} is ignored (rename it, or register it with "
+                f"override=True to replace the other)"
             )
         self._entries[entry.name] = entry
+        return old
+
+    def entry(self, name: str) -> Entry | None:
+        """The entry of ``name``, available or not (None when nothing has that name)."""
+        return self._entries.get(name)
 
     # -- lookup -------------------------------------------------------------
     def get(self, name: str) -> Entry:
@@ -139,6 +163,11 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self.names())
+
+
+def describe_plugin(name: str, dist: str = "", version: str = "") -> str:
+    """``plugin 'x' (distribution crackseg-x 1.0)``: how messages name a plugin."""
+    return f"plugin {name!r}" + (f" (distribution {dist} {version})" if dist else "")
 
 
 def unknown_name_message(what: str, name: str, available: list[str]) -> str:

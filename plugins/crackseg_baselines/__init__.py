@@ -178,8 +178,6 @@ def build_oed(in_channels: int, base_channels: int, depth: int, pretrained_weigh
     return _finish(OED(in_channels, base_channels, depth), pretrained_weights)
 
 
-_LIU_WEIGHTS = {"side1": 0.5, "side2": 0.75, "side3": 1.0, "side4": 0.75, "side5": 0.5, "out": 1.0}
-_ZOU_WEIGHTS = {k: 1.0 for k in ("side1", "side2", "side3", "side4", "side5", "out")}
 
 
 @crackseg.hookimpl
@@ -188,20 +186,20 @@ def register_backbones(register):
     register(
         "unet-original", build_unet_original, params=UNetOriginalParams,
         description="U-Net (Ronneberger 2015, padded convs, 31.0M params)",
-        train=dict(TRAIN_DEFAULTS["unet-original"]), loss="bce", loss_weights={"out": 1.0},
+        train=dict(TRAIN_DEFAULTS["unet-original"]), loss="bce",
     )
     register(
         "deepcrack-liu", build_deepcrack_liu, params=DeepCrackLiuParams,
         description="DeepCrack1 (Liu 2019): VGG16-BN, 5 side outputs + fused (14.7M params)",
-        train=dict(TRAIN_DEFAULTS["deepcrack-liu"]), loss="focal", loss_weights=dict(_LIU_WEIGHTS),
+        train=dict(TRAIN_DEFAULTS["deepcrack-liu"]), loss="focal",
     )
     register(
         "deepcrack-zou", build_deepcrack_zou, params=DeepCrackZouParams,
         description="DeepCrack2 (Zou 2019): SegNet with 5 fuse modules (30.9M params)",
-        train=dict(TRAIN_DEFAULTS["deepcrack-zou"]), loss="bce", loss_weights=dict(_ZOU_WEIGHTS),
+        train=dict(TRAIN_DEFAULTS["deepcrack-zou"]), loss="bce",
     )
     register(
         "oed", build_oed, params=OEDParams,
         description="OED approximation (König 2019; no public code): residual attention U-Net (8.5M params)",
-        train=dict(TRAIN_DEFAULTS["oed"]), loss="bce+dice", loss_weights={"out": 1.0},
+        train=dict(TRAIN_DEFAULTS["oed"]), loss="bce+dice",
     )

@@ -133,7 +133,6 @@ _TRAIN = {
     "augment": [],
     "mosaic_p": 0.2,
 }
-_STAGE_WEIGHTS = {"stage1": 1.0, "stage2": 1.0, "stage3": 1.0, "stage4": 1.0}
 
 
 def _factory(zeroshot: bool) -> Any:
@@ -156,7 +155,6 @@ def register_backbones(register: Any) -> None:
         description="CrackCLIP: frozen CLIP ViT + linear adapters at 4 stages vs. text prompts (paper model)",
         train=dict(_TRAIN),
         loss="focal+dice",
-        loss_weights=dict(_STAGE_WEIGHTS),
         prompt_param="prompts",
     )
     register(
@@ -166,6 +164,5 @@ def register_backbones(register: Any) -> None:
         description="training-free CLIP baseline: the model's own ln_post+proj on stage tokens vs. text prompts",
         train=dict(_TRAIN),  # nothing trains: the trainer must skip models without trainable parameters
         loss="focal+dice",
-        loss_weights=dict(_STAGE_WEIGHTS),
         prompt_param="prompts",
     )

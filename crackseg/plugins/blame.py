@@ -1,0 +1,40 @@
+"""Run-time blame: an unexpected exception in a plugin's code becomes one line naming the plugin.
+
+The pipeline wraps every call into a plugin (factories, ``prepare``/``label``, a backbone's
+forward pass, a loss) in :func:`blamed`; contract checks on what a plugin returns raise
+:func:`plugin_error`. Errors crackseg raises itself (:class:`~crackseg.errors.CracksegError`,
+bad input) and a lost torch.distributed peer pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from ..distributed import is_peer_failure
+from ..errors import CracksegError, PluginError
+from . import get_manager
+from .manager import one_line
+from .registry import SINGULAR
+
+
+def plugin_error(kind: str, name: str, message: str) -> PluginError:
+    """``plugin 'x' (distribution d 1.0): backbone 'tiny': <message>`` (``backbone: <message>`` without a name)."""
+    if not name:
+        return PluginError(f"{SINGULAR[kind]}: {message}")
+    entry = get_manager().registries[kind].entry(name)
+    who = entry.describe_plugin() if entry is not None else "an unknown plugin"
+    return PluginError(f"{who}: {SINGULAR[kind]} {name!r}: {message}")
+
+
+@contextlib.contextmanager
+def blamed(kind: str, name: str, action: str) -> Iterator[None]:
+    """Re-raise any unexpected exception of the block as a :class:`PluginError` naming the plugin."""
+    try:
+        yield
+    except CracksegError:
+        raise
+    except Exception as exc:
+        if is_peer_failure(exc):
+            raise
+        raise plugin_error(kind, name, f"{action} failed: {one_line(exc)}") from exc
