@@ -1,10 +1,13 @@
-"""Segmentation checkpoints: the file format, what a model saves, and rebuilding a model from a file (torch).
+"""Reading checkpoints: the file format, what a model keeps, and rebuilding a backbone from a file (torch).
 
-A checkpoint is a dict of tensors and plain data (``torch.load(weights_only=True)``
-reads it): ``format``, ``backbone`` (name and params, enough to rebuild the model),
-``model`` (the backbone's checkpoint state), ``optimizer``/``scheduler`` state,
-``epoch``, ``step``, ``done``, ``history``, ``image_size``, ``predict`` settings and
-``crackseg_version``. It is written atomically.
+A checkpoint (written by :class:`crackseg.engine.Engine`, atomically, after every epoch) is
+a dict of tensors and plain data that ``torch.load(weights_only=True)`` reads: ``format``
+(2), ``kind`` (``segmentation`` or ``patch-classifier``), ``model`` (the model's checkpoint
+state), ``optimizer``/``scheduler``/``scaler`` state, ``epoch``, ``step``, ``done``,
+``history``, ``trainer`` (the trainer's own state) and the writer's metadata: for a
+segmentation run ``backbone`` (name, params and the plugin that provides it: enough to
+rebuild the model), ``image_size``, ``predict`` settings and ``crackseg_version``. Format 1
+(segmentation only, before the engine) is still read.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ import torch
 
 from .components import create_backbone
 from .errors import CracksegError, DataError, UnknownPluginError
-from .io import atomic_write
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 CHECKPOINT_FILE = "checkpoint.pt"
+#: formats this release reads: 1 (segmentation checkpoints before the engine) and 2
+READABLE_FORMATS = (1, 2)
 
 
 def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -38,11 +42,6 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> 
         model.load_state_dict(state)
 
 
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` (plus the format marker) to ``path`` atomically."""
-    atomic_write(Path(path), lambda tmp: torch.save({**payload, "format": CHECKPOINT_FORMAT}, tmp))
-
-
 def read_torch_file(path: str | Path, what: str = "checkpoint", hint: str = "") -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU; a missing or unreadable file is one DataError line.
 
@@ -59,12 +58,24 @@ def read_torch_file(path: str | Path, what: str = "checkpoint", hint: str = "") 
                         + (f"; {hint}" if hint else "")) from None
 
 
+def read_checkpoint(path: str | Path, kind: str) -> dict[str, Any]:
+    """Load a training checkpoint of ``kind`` safely; another kind or file is one line naming it."""
+    p = Path(path)
+    ckpt = read_torch_file(p)
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in READABLE_FORMATS:
+        raise CracksegError(f"{p}: not a crackseg checkpoint")
+    found = ckpt.get("kind", "segmentation")  # format 1 held segmentation checkpoints only
+    if found != kind:
+        raise CracksegError(f"{p}: a {found} checkpoint, not a {kind} one")
+    return ckpt
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a crackseg segmentation checkpoint safely, naming the file on error."""
     p = Path(path)
-    ckpt = read_torch_file(p)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "backbone" not in ckpt:
-        raise CracksegError(f"{p}: not a crackseg segmentation checkpoint")
+    ckpt = read_checkpoint(p, "segmentation")
+    if "backbone" not in ckpt:
+        raise CracksegError(f"{p}: not a crackseg segmentation checkpoint (no backbone recorded)")
     return ckpt
 
 

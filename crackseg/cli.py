@@ -96,6 +96,7 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file."),
         click.option("--labeler", help="Pseudo-labeler name (crackseg list labelers)."),
         click.option("--backbone", help="Segmentation backbone name (crackseg list backbones)."),
+        click.option("--trainer", help="Training method (crackseg list trainers; default: supervised training)."),
         click.option("--prompts", help="Prompt set name or file, for backbones that take one (crackseg list prompts)."),
         click.option("--loss", help="Loss: a registered loss or a weighted sum, e.g. 'a+0.5*b' (crackseg list losses; "
                                     "default: the backbone's own)."),
@@ -112,8 +113,8 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def build_config(config_file: str | None, labeler: str | None, backbone: str | None, prompts: str | None,
-                 loss: str | None, data: str | None, device: str | None, seed: int | None,
+def build_config(config_file: str | None, labeler: str | None, backbone: str | None, trainer: str | None,
+                 prompts: str | None, loss: str | None, data: str | None, device: str | None, seed: int | None,
                  out: str | None, sets: tuple[str, ...]) -> RunConfig:
     """The run configuration from ``--config``, the flags and ``--set`` (see :mod:`crackseg.config`)."""
     layers: list[dict[str, Any]] = []
@@ -124,6 +125,8 @@ def build_config(config_file: str | None, labeler: str | None, backbone: str | N
         flags["labeler"] = {"name": labeler}
     if backbone:
         flags["backbone"] = {"name": backbone}
+    if trainer:
+        flags["trainer"] = {"name": trainer}
     if data:
         flags["data"] = data_spec(data)
     if loss:

@@ -21,6 +21,7 @@ from .plugins.blame import blamed, plugin_error
 if TYPE_CHECKING:  # pragma: no cover
     from .data import CrackDataset
     from .labeler import Labeler
+    from .trainer import Trainer
 
 _ALIASES = {
     "labeler": "labelers",
@@ -29,6 +30,8 @@ _ALIASES = {
     "prompt_sets": "prompts",
     "loss": "losses",
     "dataset": "datasets",
+    "trainer": "trainers",
+    "logger": "loggers",
 }
 
 
@@ -175,3 +178,13 @@ def create_prompt_set(name: str, **params: Any) -> Any:
 def create_dataset(name: str, **params: Any) -> CrackDataset:
     """A dataset by name (a folder reader needs its folder, e.g. ``root=...``)."""
     return create("datasets", name, **params)
+
+
+def create_trainer(name: str, **params: Any) -> Trainer:
+    """A training method by name."""
+    return create("trainers", name, **params)
+
+
+def create_logger(name: str, **params: Any) -> Any:
+    """A training logger by name."""
+    return create("loggers", name, **params)

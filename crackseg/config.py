@@ -1,9 +1,10 @@
 """The run configuration: its dataclass schema and how layers resolve into it.
 
 Resolution order (later wins): built-in defaults → the backbone's training
-defaults (its ``train`` extra) → the dataset's suggestions (its ``train`` extra,
+defaults (its ``train`` extra) → the trainer's (its ``train`` extra: a training method's
+recipe) → the dataset's suggestions (its ``train`` extra,
 e.g. the images' native size) → the ``--config`` YAML file → CLI flags → ``--set``
-→ ``--prompts``. Plugin sections (``data``, ``labeler``, ``backbone``) hold ``name``
+→ ``--prompts``. Plugin sections (``data``, ``labeler``, ``backbone``, ``trainer``) hold ``name``
 plus that plugin's own parameters, validated against the plugin's dataclass; a layer
 that names another plugin replaces the section instead of merging into it. A section
 without a name gets the plugin that offers itself as the default (``default=True``).
@@ -48,7 +49,10 @@ class TrainConfig:
     max_steps: int = 0
     #: stop after this many seconds of training (0 = no limit); for fixed-budget benchmarks
     time_budget_s: float = 0.0
-    num_workers: int = 0
+    #: processes that load and augment training images from disk (null: from the CPU count, at most 4)
+    num_workers: int | None = None
+    #: where each epoch's numbers go (crackseg list loggers); null: every default logger that is installed
+    loggers: list[str] | None = None
 
 
 @dataclass
@@ -95,7 +99,8 @@ PROTOCOLS: tuple[str, ...] = get_args(get_type_hints(EvalConfig)["protocol"])
 #: keys of the ``data`` section that are not dataset-plugin parameters
 DATA_KEYS: tuple[str, ...] = ("name", *(f.name for f in fields(DataSplits)))
 #: config section → registry kind of its plugin
-PLUGIN_SECTIONS: dict[str, str] = {"data": "datasets", "labeler": "labelers", "backbone": "backbones"}
+PLUGIN_SECTIONS: dict[str, str] = {"data": "datasets", "labeler": "labelers", "backbone": "backbones",
+                                   "trainer": "trainers"}
 
 
 @dataclass
@@ -114,6 +119,8 @@ class RunConfig:
     labeler: dict[str, Any] = field(default_factory=dict)
     #: the segmentation backbone: ``name`` and its parameters (``crackseg list backbones``)
     backbone: dict[str, Any] = field(default_factory=dict)
+    #: how the backbone is trained: ``name`` and its parameters (``crackseg list trainers``)
+    trainer: dict[str, Any] = field(default_factory=dict)
     #: e.g. "focal+dice+edge"; empty = the backbone's own default
     loss: str = ""
     #: per-loss parameters, e.g. {"focal": {"alpha": 0.25}}
@@ -152,7 +159,13 @@ def resolve_config(layers: list[dict[str, Any]], prompts: str | None = None) -> 
     prompt-set parameter, whatever the backbone calls it (its ``prompt_param`` extra).
     """
     raw = merge_layers(layers)
-    names = {section: _section_name(raw, section) for section in PLUGIN_SECTIONS}
+    # the plugins a config names are checked before defaults are looked up: a missing package of
+    # a plugin the user asked for is the error to report
+    named = {s: _section_name(raw, s, default=False) for s in PLUGIN_SECTIONS}
+    for section, name in named.items():
+        if name:
+            get_entry(PLUGIN_SECTIONS[section], name)
+    names = {s: named[s] or _section_name(raw, s) for s in PLUGIN_SECTIONS}
     bentry = get_entry("backbones", names["backbone"])
     if prompts is not None:
         param = bentry.extras.get("prompt_param")
@@ -163,12 +176,14 @@ def resolve_config(layers: list[dict[str, Any]], prompts: str | None = None) -> 
         raw = deep_merge(raw, {"backbone": {param: prompts}})
     base = schema.to_dict(RunConfig())
     base["train"] = deep_merge(base["train"], dict(bentry.extras.get("train") or {}))
+    base["train"] = deep_merge(base["train"], dict(get_entry("trainers", names["trainer"]).extras.get("train") or {}))
     base["train"] = deep_merge(base["train"], _dataset_suggestion(raw, names["data"]))
     for section, name in names.items():
         raw = deep_merge(raw, {section: {"name": name}})
     cfg: RunConfig = schema.build(RunConfig, deep_merge(base, raw))
     cfg.backbone = resolve_section("backbones", cfg.backbone, "backbone")
     cfg.labeler = resolve_section("labelers", cfg.labeler, "labeler")
+    cfg.trainer = resolve_section("trainers", cfg.trainer, "trainer")
     cfg.data = resolve_data_section(cfg.data)
     if not cfg.loss:
         cfg.loss = str(bentry.extras.get("loss") or "+".join(registry("losses").defaults()))
@@ -180,13 +195,14 @@ def resolve_config(layers: list[dict[str, Any]], prompts: str | None = None) -> 
     return cfg
 
 
-def _section_name(raw: dict[str, Any], section: str) -> str:
+def _section_name(raw: dict[str, Any], section: str, default: bool = True) -> str:
+    """The plugin name a section gives; without one the default plugin's (``default``) or ``""``."""
     sec = raw.get(section)
     if sec is not None and not isinstance(sec, dict):
         raise ConfigError(f"config key {section!r} must be a mapping with 'name' and parameters")
     name = (sec or {}).get("name")
     if name is None:
-        return default_name(PLUGIN_SECTIONS[section])
+        return default_name(PLUGIN_SECTIONS[section]) if default else ""
     if not isinstance(name, str) or not name:
         raise ConfigError(f"config key '{section}.name' must be a {section} name (a string)")
     return name
@@ -268,6 +284,10 @@ def _check_train(t: TrainConfig) -> None:
     bad = [a for a in t.augment if a not in ("flip", "rot90")]
     if bad:
         raise ConfigError(f"train.augment: unknown augmentation {bad[0]!r} (choose from flip, rot90)")
+    if t.num_workers is not None and t.num_workers < 0:
+        raise ConfigError("train.num_workers must be 0 or more (null: from the CPU count)")
+    for name in t.loggers or []:
+        get_entry("loggers", name)
 
 
 def to_yaml(cfg: RunConfig) -> str:

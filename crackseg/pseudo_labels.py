@@ -25,6 +25,7 @@ from .io import write_png, write_text
 from .labeler import LabelContext, Labeler
 from .overlays import overlay
 from .plugins.blame import blamed, plugin_error
+from .trainer import LabelFiles
 
 
 def sample_identity(sample: Sample) -> str:
@@ -48,8 +49,8 @@ def label_paths(out_dir: Path, stem: str) -> tuple[Path, Path, Path]:
 def write_pseudo_labels(
     labeler: Labeler, samples: Sequence[Sample], out_dir: Path, context: LabelContext,
     env: DistEnv | None = None, batch: int = 8, overlays: int = 4, name: str = "",
-) -> dict[str, Path]:
-    """Write pseudo-labels for ``samples``; return stem → binary label path (all ranks).
+) -> dict[str, LabelFiles]:
+    """Write pseudo-labels for ``samples``; return stem → its label files (all ranks).
 
     ``name`` is the labeler's registered name: a failure or a label that breaks the
     contract (count, size, dtype, range) is then one error naming its plugin, raised
@@ -91,7 +92,7 @@ def write_pseudo_labels(
               f"check the labeler and its settings (crackseg list labelers)",
               file=sys.stderr)
     barrier(env)
-    return {s.stem: label_paths(out_dir, s.stem)[0] for s in samples}
+    return {s.stem: LabelFiles(*label_paths(out_dir, s.stem)[:2]) for s in samples}
 
 
 def _check_labels(name: str, samples: Sequence[Sample], labels: Any) -> None:

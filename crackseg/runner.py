@@ -19,18 +19,20 @@ import numpy as np
 
 from . import __version__
 from . import distributed as dist_utils
-from .components import create_backbone, create_dataset, create_labeler, get_entry
+from .components import create_backbone, create_dataset, create_labeler, create_logger, create_trainer, get_entry
 from .config import DATA_KEYS, RunConfig, to_yaml
 from .data import Sample
 from .errors import CracksegError
-from .io import read_mask, write_json, write_text
+from .io import write_json, write_text
 from .keys import content_key
 from .labeler import LabelContext, Labeler, declared_artefacts
 from .locks import file_lock
+from .plugins import registry
 from .plugins.blame import blamed
 from .run_folder import CONFIG_FILE, METRICS_FILE, RESULTS_FILE, check_run_dir, data_label, default_out
 from .schema import to_dict
 from .tables import results_table
+from .trainer import TrainJob
 
 
 def seed_everything(seed: int) -> None:
@@ -62,12 +64,12 @@ def run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[st
 
 
 def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
-    from .backbone import input_stats, loss_weights  # torch from here on
-    from .checkpoints import CHECKPOINT_FILE, load_checkpoint, load_model_state
+    from .backbone import loss_weights  # torch from here on
+    from .checkpoints import CHECKPOINT_FILE
+    from .engine import Engine
     from .evaluation import predict_and_evaluate
     from .losses import DeepSupervisionLoss, parse_loss
     from .pseudo_labels import write_pseudo_labels
-    from .training import SegmentationTrainSet, resize_pair, train_segmentation
 
     if not cfg.out:
         cfg.out = default_out(cfg)
@@ -86,7 +88,9 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
         test = _limit(dataset.samples(cfg.data["test_split"]), cfg.data["limit_test"])
     labeler = create_labeler(cfg.labeler["name"], **_params(cfg.labeler))
     model = create_backbone(cfg.backbone["name"], **_params(cfg.backbone))
-    notes, placeholders = component_remarks(dataset, labeler, model)
+    trainer = create_trainer(cfg.trainer["name"], **_params(cfg.trainer))
+    loggers = [create_logger(name) for name in active_loggers(cfg)]
+    notes, placeholders = component_remarks(dataset, labeler, model, trainer)
 
     # rank 0 alone writes the run folder; the others learn the outcome
     problem = None
@@ -114,21 +118,12 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
         label_files = write_pseudo_labels(labeler, train, label_dir, ctx, env, name=cfg.labeler["name"])
     log(f"labels: {cfg.labeler['name']} → {label_dir}")
 
-    # 3. backbone training
+    # 3. backbone training: the trainer, on the engine
     size = int(getattr(model, "fixed_input_size", None) or cfg.train.image_size)
-    images, labels = [], []
-    for s in train:
-        with blamed("datasets", cfg.data["name"], f"loading image {s.stem!r}"):
-            img = s.load_image()
-        ri, rl = resize_pair(img, read_mask(label_files[s.stem], img.shape[:2]), size)
-        images.append(ri)
-        labels.append(rl)
-    mean, std = input_stats(model)
-    train_set = SegmentationTrainSet(images, labels, [s.stem for s in train], cfg.train, mean, std, cfg.seed)
     weights = cfg.loss_weights or loss_weights(model)
     loss_fn = DeepSupervisionLoss(parse_loss(cfg.loss, cfg.loss_params), weights)
     sections = {"data": ("datasets", cfg.data), "labeler": ("labelers", cfg.labeler),
-                "backbone": ("backbones", cfg.backbone)}
+                "backbone": ("backbones", cfg.backbone), "trainer": ("trainers", cfg.trainer)}
     provenance = {key: get_entry(kind, section["name"]).provenance for key, (kind, section) in sections.items()}
     meta = {
         "backbone": {"name": cfg.backbone["name"], "params": _params(cfg.backbone), **provenance["backbone"]},
@@ -136,13 +131,19 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
         "predict": to_dict(cfg.predict),
         "crackseg_version": __version__,
     }
-    ckpt_path = run_dir / CHECKPOINT_FILE
-    result = train_segmentation(
-        model, loss_fn, train_set, cfg.train, device=device, env=env, checkpoint_path=ckpt_path,
-        meta=meta, seed=cfg.seed, resume=resume, quiet=quiet, log=log,
-    )
-    if result.stopped_early == "already finished":
-        load_model_state(model, load_checkpoint(ckpt_path)["model"])
+    t = cfg.train
+    engine = Engine(model, device=device, env=env, checkpoint_path=run_dir / CHECKPOINT_FILE, epochs=t.epochs,
+                    meta=meta, precision=t.precision, grad_clip=t.grad_clip, max_steps=t.max_steps,
+                    time_budget_s=t.time_budget_s, num_workers=t.num_workers, seed=cfg.seed, resume=resume,
+                    quiet=quiet, log=log, loggers=loggers, log_dir=run_dir, log_config=to_dict(cfg))
+    job = TrainJob(model=model, samples=train, labels=label_files, loss=loss_fn, config=t, engine=engine,
+                   image_size=size, work_dir=run_dir / "trainer", seed=cfg.seed, backbone=cfg.backbone["name"],
+                   dataset=cfg.data["name"])
+    try:
+        with blamed("trainers", cfg.trainer["name"], "fit()"):
+            result = trainer.fit(job)
+    finally:
+        engine.close()
 
     # 4. predictions + 5. metrics
     metrics = predict_and_evaluate(model, test, run_dir, cfg, size, device, env, quiet)
@@ -162,6 +163,11 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
         print(table)
     dist_utils.shutdown(env)
     return metrics
+
+
+def active_loggers(cfg: RunConfig) -> list[str]:
+    """``train.loggers``, or every logger registered as a default (``default=True``) when it names none."""
+    return list(cfg.train.loggers) if cfg.train.loggers is not None else registry("loggers").defaults()
 
 
 def component_remarks(*components: Any) -> tuple[list[str], list[str]]:

@@ -12,9 +12,9 @@ from pathlib import Path
 from .errors import CracksegError
 from .io import write_text
 
-KINDS: tuple[str, ...] = ("backbone", "labeler", "loss", "prompts", "dataset", "command")
+KINDS: tuple[str, ...] = ("backbone", "labeler", "loss", "prompts", "dataset", "trainer", "command")
 
-_NEEDS_TORCH = {"backbone", "loss"}
+_NEEDS_TORCH = {"backbone", "loss", "trainer"}
 
 _MODULE: dict[str, str] = {
     "backbone": '''
@@ -156,6 +156,60 @@ def build(root: str) -> Any:
 def register_datasets(register: Any) -> None:
     register("{name}", build, params={Camel}Params, description="<stem>.jpg + <stem>_label.png ({dist})")
 ''',
+    "trainer": '''
+@dataclass
+class {Camel}Params:
+    """Every field is a config key: trainer.crack_weight in YAML, --set trainer.crack_weight=3."""
+
+    #: weight of crack pixels in the loss (background pixels weigh 1)
+    crack_weight: float = 2.0
+
+
+class {Camel}Trainer:
+    """Supervised training with crack pixels weighted more, on crackseg's engine."""
+
+    def __init__(self, crack_weight: float) -> None:
+        self.crack_weight = crack_weight
+
+    def fit(self, job: Any) -> Any:
+        from crackseg.backbone import input_stats, size_multiple
+        from crackseg.training import (BinaryLabels, SegmentationTrainSet, TrainForward, check_batch, collate,
+                                       forward_outputs, make_optimizer, make_scheduler)
+
+        engine, cfg = job.engine, job.config
+        if engine.nothing_to_train():
+            return engine.result()
+        params = engine.trainable()
+        optimizer = make_optimizer(params, cfg)
+        scheduler = make_scheduler(optimizer, cfg)
+        if engine.restore(optimizer, scheduler):  # a finished run: nothing to train
+            return engine.result()
+        data = SegmentationTrainSet(job.samples, BinaryLabels(job.labels), job.image_size, cfg,
+                                    *input_stats(job.model), job.seed, dataset=job.dataset)
+        loader = engine.loader(data, cfg.batch_size, collate_fn=collate)
+        net = engine.wrap(TrainForward(engine.model))
+        for epoch in engine.epochs():
+            total, count = 0.0, 0
+            for batch in engine.progress(loader):
+                x, y, keys = check_batch(batch)
+                x, y = x.to(engine.device), y.to(engine.device)
+                with engine.autocast():
+                    outs = forward_outputs(net, x, keys, size_multiple(job.model), job.backbone)
+                loss = job.loss(outs, y, weight=1.0 + (self.crack_weight - 1.0) * y)
+                engine.backward_step(loss, optimizer, params, images=x.shape[0])
+                total, count = total + float(loss) * x.shape[0], count + x.shape[0]
+                if engine.should_stop():
+                    break
+            if scheduler is not None:
+                scheduler.step()
+            engine.end_epoch(epoch, {{"loss": engine.mean_across(total, count)}}, optimizer, scheduler)
+        return engine.result()
+
+
+@crackseg.hookimpl
+def register_trainers(register: Any) -> None:
+    register("{name}", {Camel}Trainer, params={Camel}Params, description="crack pixels weighted more ({dist})")
+''',
     "command": '''
 @crackseg.hookimpl
 def register_commands(cli: Any) -> None:
@@ -231,6 +285,14 @@ class Test{Camel}(DatasetContract):
             write_png(tmp_path / f"img{{i}}_label.png", mask)
         return {{"root": str(tmp_path)}}
 ''',
+    "trainer": '''
+from crackseg.testing import TrainerContract
+
+
+class Test{Camel}(TrainerContract):
+    name = "{name}"
+    params = {{"crack_weight": 3.0}}
+''',
     "command": '''
 from click.testing import CliRunner
 
@@ -251,6 +313,7 @@ _USE: dict[str, str] = {
     "prompts": "crackseg list prompts {name}        # then --prompts {name} with a vision-language backbone",
     "dataset": "crackseg run --set data.name={name} --set data.root=PATH --set data.train_split=all "
                "--set data.test_split=all",
+    "trainer": "crackseg run --trainer {name} --set trainer.crack_weight=3",
     "command": "crackseg {name} --kind losses",
 }
 

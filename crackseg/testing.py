@@ -9,7 +9,9 @@ Every built-in plugin's tests subclass them, and so can a third party's::
         params = {"width": 8}        # small, fast parameters
 
 pytest collects the inherited ``test_*`` methods. Keep ``params`` tiny: the
-contracts run forward and backward passes on CPU.
+contracts run forward and backward passes on CPU. Contracts: :class:`BackboneContract`,
+:class:`LabelerContract`, :class:`LossContract`, :class:`PromptSetContract`,
+:class:`DatasetContract`, :class:`TrainerContract`.
 
 :func:`registered_plugin` registers a plugin module or object in this process for
 the duration of a ``with`` block (no installation needed), like pytest's ``pytester``.
@@ -315,3 +317,76 @@ class LabelerContract:
         fp = self._prepared(tmp_path, self.params).fingerprint()
         other = self._prepared(tmp_path, {**self.params, **self.changed_params}).fingerprint()
         assert other != fp, f"{self.name}: changing {self.changed_params} left the fingerprint at {fp!r}"
+
+
+class TrainerContract:
+    """Contract of a trainer plugin: it trains a tiny model on tiny pseudo-labels, checkpoints and resumes.
+
+    The job: a two-layer CNN, four 32-px images with one crack each (binary labels and blurred soft
+    maps), the default loss, CPU, ``epochs`` epochs of batch 2.
+    """
+
+    name: ClassVar[str] = ""
+    params: ClassVar[dict[str, Any]] = {}
+    epochs: ClassVar[int] = 2
+
+    def job(self, tmp_path: Path, resume: bool = False) -> Any:
+        import cv2
+        import torch
+
+        from crackseg.config import TrainConfig
+        from crackseg.distributed import DistEnv
+        from crackseg.engine import Engine
+        from crackseg.io import write_png
+        from crackseg.losses import DeepSupervisionLoss, parse_loss
+        from crackseg.trainer import LabelFiles, TrainJob
+
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                                    torch.nn.Conv2d(4, 1, 3, padding=1))
+        samples = tiny_crack_samples(4, 32)
+        labels = {}
+        for s in samples:
+            mask = s.mask().astype(np.uint8) * 255
+            files = LabelFiles(tmp_path / "labels" / f"{s.stem}.png", tmp_path / "labels" / "soft" / f"{s.stem}.png")
+            write_png(files.binary, mask)
+            write_png(files.soft, cv2.GaussianBlur(mask, (5, 5), 1.5))
+            labels[s.stem] = files
+        cfg = TrainConfig(epochs=self.epochs, batch_size=2, image_size=32, lr=0.01, num_workers=0, augment=[])
+        loss = DeepSupervisionLoss(parse_loss("+".join(get_manager().registries["losses"].defaults())), {"out": 1.0})
+        engine = Engine(model, device="cpu", env=DistEnv(), checkpoint_path=tmp_path / "checkpoint.pt",
+                        epochs=self.epochs, seed=0, resume=resume, quiet=True)
+        return TrainJob(model=model, samples=samples, labels=labels, loss=loss, config=cfg, engine=engine,
+                        image_size=32, work_dir=tmp_path / "trainer", seed=0)
+
+    def test_trains_and_reports(self, tmp_path: Path) -> None:
+        import math
+
+        import torch
+
+        from crackseg.trainer import TrainResult
+
+        job = self.job(tmp_path)
+        before = [p.detach().clone() for p in job.model.parameters()]
+        result = crackseg.create_trainer(self.name, **self.params).fit(job)
+        assert isinstance(result, TrainResult), f"{self.name}: fit() returned {type(result).__name__}"
+        assert result.epochs_done == self.epochs and len(result.history) == self.epochs, \
+            f"{self.name}: {result.epochs_done} epochs done, {len(result.history)} history rows for {self.epochs}"
+        assert all(math.isfinite(row.get("loss", math.nan)) for row in result.history), \
+            f"{self.name}: a history row without a finite 'loss': {result.history}"
+        assert any(not torch.equal(a, p.detach()) for a, p in zip(before, job.model.parameters())), \
+            f"{self.name}: training changed no parameter of the model"
+        ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+        assert ckpt["done"] and ckpt["epoch"] == self.epochs, f"{self.name}: the engine's checkpoint is not finished"
+
+    def test_a_finished_run_resumes_to_the_same_model(self, tmp_path: Path) -> None:
+        import torch
+
+        first = self.job(tmp_path)
+        crackseg.create_trainer(self.name, **self.params).fit(first)
+        again = self.job(tmp_path, resume=True)
+        result = crackseg.create_trainer(self.name, **self.params).fit(again)
+        assert result.stopped_early == "already finished", \
+            f"{self.name}: resuming a finished run trained again ({result.stopped_early!r})"
+        for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()):
+            assert torch.equal(a, b), f"{self.name}: the resumed model differs from the trained one"

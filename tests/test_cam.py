@@ -87,7 +87,7 @@ def test_train_resume_gives_same_weights_and_metrics(tmp_path):
     straight = train_classifier(samples, cfg, tmp_path / "a" / "classifier.pt", quiet=True)
     part = train_classifier(samples, cfg, tmp_path / "b" / "classifier.pt", quiet=True, stop_after=1)
     ck = torch.load(part, weights_only=True)
-    assert ck["epoch"] == 1 and not ck["complete"]
+    assert ck["epoch"] == 1 and not ck["done"] and ck["kind"] == "patch-classifier"
     with pytest.raises(DataError, match="resume"):
         load_classifier(part)
     train_classifier(samples, cfg, part, quiet=True, resume=True)

@@ -152,23 +152,27 @@ def test_paper_grid_cells_are_shared_between_tables():
     grid = load_grid(REPO / "configs/paper/all.yaml", "cpu-small")
     names = [c.name for c in grid.cells]
     assert names == [
-        "gradcam+deepcrack-liu", "cam-crf+deepcrack-liu", "cam-location+deepcrack-liu", "cam-location+crackclip",
-        "fsv+crackclip", "cam-crf+crackclip", "cam-crf+unet-original", "cam-crf+deepcrack-zou", "cam-crf+oed",
-        "cam-location+crackclip+generic",
+        "gradcam+deepcrack-liu", "cam-crf+deepcrack-liu", "cam-location+deepcrack-liu", "gradcam+deepcrack-liu+cac",
+        "cam-location+crackclip", "fsv+crackclip", "cam-crf+crackclip", "cam-crf+unet-original",
+        "cam-crf+deepcrack-zou", "cam-crf+oed", "cam-location+crackclip+generic",
     ]
     rows = {(t.id, r.id): r for t in grid.tables for r in t.rows}
     # Table 1's CrackCLIP = Table 2's CAM-Location = Figure 5's crack prompts: one cell
     assert rows["table1", "crackclip"].cell == rows["table2", "cam-location+crackclip"].cell \
-        == rows["figure5", "cam-location+crackclip+crack"].cell == 3
+        == rows["figure5", "cam-location+crackclip+crack"].cell == 4
     # PWSC = Table 3's DeepCrack1 on CAM-CRF labels
     assert rows["table1", "pwsc"].cell == rows["table3", "cam-crf+deepcrack-liu"].cell == 1
-    assert rows["table1", "cac"].cell is None and "not implemented" in rows["table1", "cac"].missing
+    # CAC is a cell of its own: DeepCrack1 on Grad-CAM maps with the cac trainer and its recipe
+    cac = grid.cells[rows["table1", "cac"].cell]
+    assert cac.config["trainer"]["name"] == "cac" and cac.config["labeler"]["name"] == "gradcam"
+    assert rows["table1", "cac"].cell != rows["table1", "gradcam"].cell
     assert [t.id for t in grid.tests] == ["crack500", "cfd", "deepcrack"]
-    assert grid.cells[3].config["backbone"]["random_init"] and not grid.published
+    assert grid.cells[4].config["backbone"]["random_init"] and not grid.published
     paper = load_grid(REPO / "configs/paper/all.yaml", "paper")
     assert [c.name for c in paper.cells] == names  # same indices in both presets
     assert paper.published and paper.tables[0].published["crackclip"]["cfd"] == [40.80, 41.74, 31.81]
-    clip = paper.cells[3].config["backbone"]
+    clip = paper.cells[4].config["backbone"]
+    assert paper.cells[3].config["train"]["epochs"] == 40 and paper.cells[3].config["train"]["optimizer"] == "sgd"
     assert clip["image_size"] == 518 and not clip["random_init"]
 
 

@@ -2,7 +2,7 @@
 
 A *grid config* (YAML, see ``configs/paper/``) names the rows of one or more
 tables: explicit ``(labeler, backbone)`` rows and/or the cross product of
-labelers × backbones × prompt sets × losses. Every row resolves to a run
+labelers × backbones × trainers × prompt sets × losses. Every row resolves to a run
 configuration; rows that resolve to the same configuration share one *cell* (one
 training run). Cells are numbered in expansion order (tables in file order,
 explicit rows, then the cross product), which makes ``--cell K`` stable for
@@ -10,9 +10,9 @@ cluster job arrays.
 
 Layers of a cell's configuration, later wins::
 
-    base_configs[labeler], base_configs[backbone]   # e.g. configs/backbones/crackclip.yaml
+    base_configs[labeler], base_configs[backbone], base_configs[trainer]   # e.g. configs/backbones/*.yaml
     shared                                          # the grid's settings for every cell
-    the row (labeler, backbone, loss, set)
+    the row (labeler, backbone, trainer, loss, set)
     presets[P].shared, presets[P].labelers[name], presets[P].backbones[name]
     --set overrides, then the row's prompts (the backbone's prompt parameter)
 
@@ -24,6 +24,7 @@ the current working directory, as for ``crackseg run``; ``include:`` and
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 import re
 from collections.abc import Iterator
@@ -50,10 +51,11 @@ class AxisItem:
 
 @dataclass
 class GridAxes:
-    """A table's cross product: labelers × backbones × prompt sets × losses."""
+    """A table's cross product: labelers × backbones × trainers × prompt sets × losses."""
 
     labelers: list[str | AxisItem] | None = None
     backbones: list[str | AxisItem] | None = None
+    trainers: list[str | AxisItem] | None = None
     prompts: list[str | AxisItem] | None = None
     losses: list[str | AxisItem] | None = None
 
@@ -66,6 +68,8 @@ class RowSpec:
     label: str | None = None
     labeler: str | dict[str, Any] | None = None
     backbone: str | dict[str, Any] | None = None
+    #: the training method (default: the default trainer)
+    trainer: str | dict[str, Any] | None = None
     prompts: str | None = None
     loss: str | None = None
     set: dict[str, Any] = field(default_factory=dict)
@@ -144,6 +148,7 @@ class BaseConfigs:
 
     labelers: dict[str, str | dict[str, Any]] = field(default_factory=dict)
     backbones: dict[str, str | dict[str, Any]] = field(default_factory=dict)
+    trainers: dict[str, str | dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -296,7 +301,7 @@ def _validate(raw: dict[str, Any], where: str) -> GridSpec:
 
 
 def _inline_base_configs(base: BaseConfigs, path: Path) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {"labelers": {}, "backbones": {}}
+    out: dict[str, dict[str, Any]] = {"labelers": {}, "backbones": {}, "trainers": {}}
     for kind in out:
         for name, value in getattr(base, kind).items():
             out[kind][name] = load_yaml(path.parent / value) if isinstance(value, str) else dict(value)
@@ -338,11 +343,15 @@ def expand(raw: dict[str, Any], preset: str | None = None, overrides: dict[str, 
                 continue
             lab, bb = row["labeler"]["name"], row["backbone"]["name"]
             row_layer: dict[str, Any] = {"labeler": row["labeler"], "backbone": dict(row["backbone"])}
+            tr = row["trainer"]["name"] if row.get("trainer") else ""
+            if tr:
+                row_layer["trainer"] = row["trainer"]
             if row.get("loss"):
                 row_layer["loss"] = row["loss"]
             layers: list[dict[str, Any]] = [
                 _layer(base.labelers.get(lab)),
                 _layer(base.backbones.get(bb)),
+                _layer(base.trainers.get(tr)),
                 copy.deepcopy(spec.shared),
                 row_layer,
                 copy.deepcopy(row.get("set") or {}),
@@ -411,14 +420,15 @@ def _row_specs(table: TableSpec, where: str) -> Iterator[dict[str, Any]]:
             continue
         w = f"{where} rows[{i}]"
         lab, bb = _plugin(r.labeler, "labeler", w), _plugin(r.backbone, "backbone", w)
-        rid = r.id or _auto_id(lab["name"], bb["name"], r.prompts, r.loss)
-        yield {"id": rid, "label": r.label or rid, "labeler": lab, "backbone": bb,
+        tr = _plugin(r.trainer, "trainer", w) if r.trainer is not None else None
+        rid = r.id or _auto_id(lab["name"], bb["name"], r.prompts, r.loss, tr and tr["name"])
+        yield {"id": rid, "label": r.label or rid, "labeler": lab, "backbone": bb, "trainer": tr,
                "prompts": r.prompts, "loss": r.loss, "set": r.set, "note": r.note}
     if table.grid is None:
         return
     axes: dict[str, list[AxisItem | None]] = {}
     ids: dict[int, str] = {}
-    for axis in ("labelers", "backbones", "prompts", "losses"):
+    for axis in ("labelers", "backbones", "trainers", "prompts", "losses"):
         items = getattr(table.grid, axis)
         if items is None:
             axes[axis] = [None]
@@ -434,21 +444,19 @@ def _row_specs(table: TableSpec, where: str) -> Iterator[dict[str, Any]]:
     if axes["labelers"] == [None] or axes["backbones"] == [None]:
         raise ConfigError(f"{where}: grid needs 'labelers' and 'backbones' lists")
     varying = [a for a in axes if len(axes[a]) > 1] or ["labelers", "backbones"]
-    for la in axes["labelers"]:
-        for ba in axes["backbones"]:
-            for pa in axes["prompts"]:
-                for lo in axes["losses"]:
-                    assert la is not None and ba is not None
-                    chosen = {"labelers": la, "backbones": ba, "prompts": pa, "losses": lo}
-                    picked = {a: it for a, it in chosen.items() if it is not None}
-                    layer: dict[str, Any] = {}
-                    for it in picked.values():
-                        layer = deep_merge(layer, it.set)
-                    rid = _auto_id(ids[id(la)], ids[id(ba)], pa and ids[id(pa)], lo and ids[id(lo)])
-                    label = " / ".join(picked[a].label for a in varying if a in picked)
-                    yield {"id": rid, "label": label or rid, "labeler": {"name": la.name},
-                           "backbone": {"name": ba.name}, "prompts": pa and pa.name,
-                           "loss": lo and lo.name, "set": layer, "note": None}
+    for la, ba, ta, pa, lo in itertools.product(*(axes[a] for a in ("labelers", "backbones", "trainers",
+                                                                   "prompts", "losses"))):
+        assert la is not None and ba is not None
+        chosen = {"labelers": la, "backbones": ba, "trainers": ta, "prompts": pa, "losses": lo}
+        picked = {a: it for a, it in chosen.items() if it is not None}
+        layer: dict[str, Any] = {}
+        for it in picked.values():
+            layer = deep_merge(layer, it.set)
+        rid = _auto_id(ids[id(la)], ids[id(ba)], pa and ids[id(pa)], lo and ids[id(lo)], ta and ids[id(ta)])
+        label = " / ".join(picked[a].label for a in varying if a in picked)
+        yield {"id": rid, "label": label or rid, "labeler": {"name": la.name}, "backbone": {"name": ba.name},
+               "trainer": ta and {"name": ta.name}, "prompts": pa and pa.name, "loss": lo and lo.name,
+               "set": layer, "note": None}
 
 
 def _layer(value: str | dict[str, Any] | None) -> dict[str, Any]:
@@ -466,13 +474,14 @@ def _plugin(value: Any, what: str, where: str) -> dict[str, Any]:
     raise ConfigError(f"{where}: '{what}' is required (a {what} name, or a mapping with 'name' and parameters)")
 
 
-def _auto_id(lab: str, bb: str, prompts: Any, loss: Any) -> str:
-    parts = [lab, bb] + [str(x) for x in (prompts, loss) if x]
+def _auto_id(lab: str, bb: str, prompts: Any, loss: Any, trainer: Any = None) -> str:
+    parts = [lab, bb] + [str(x) for x in (trainer, prompts, loss) if x]
     return "+".join(parts)
 
 
 def _cell_name(row: dict[str, Any], used: set[str], key: str) -> str:
-    base = _auto_id(row["labeler"]["name"], row["backbone"]["name"], row.get("prompts"), row.get("loss"))
+    trainer = row["trainer"]["name"] if row.get("trainer") else None
+    base = _auto_id(row["labeler"]["name"], row["backbone"]["name"], row.get("prompts"), row.get("loss"), trainer)
     if base not in used:
         return base
     return f"{base}@{key[:6]}"  # same plugins, other settings (e.g. a row's 'set')

@@ -120,6 +120,35 @@ def register_datasets(register: Register) -> None:
 
 
 @hookspec
+def register_trainers(register: Register) -> None:
+    """Register training methods: how phase 2 trains a backbone on the pseudo-labels.
+
+    ``factory(**params)`` returns an object implementing :class:`crackseg.trainer.Trainer`:
+    ``fit(job) -> TrainResult``, where ``job`` (:class:`crackseg.trainer.TrainJob`) holds the
+    model, the training samples with their pseudo-labels (binary masks and soft maps), the loss,
+    the training settings and the :class:`crackseg.engine.Engine` that places the model,
+    distributes it, checkpoints, resumes, keeps time budgets and logs.
+
+    Extras: ``train={...}`` training settings of the method's recipe (keys of
+    ``crackseg.config.TrainConfig``; they win over the backbone's); ``default=True`` the trainer a
+    run uses when it names none.
+    """
+
+
+@hookspec
+def register_loggers(register: Register) -> None:
+    """Register training loggers: where each epoch's numbers go (a CSV file, TensorBoard, ...).
+
+    ``factory(**params)`` returns an object with ``start(run_dir, config, history)`` (the
+    run folder, the resolved config as plain data, the rows of the epochs done before a
+    resume), ``log_epoch(row)`` (a mapping of the epoch's numbers: ``epoch``, ``loss``,
+    ``step``, ...) and ``close()``; only rank 0 logs.
+
+    Extras: ``default=True`` the logger is used when ``train.loggers`` names none.
+    """
+
+
+@hookspec
 def register_commands(cli: click.Group) -> None:
     """Add sub-commands to the ``crackseg`` click group ``cli``.
 

@@ -47,6 +47,8 @@ HOOK_KINDS: dict[str, str] = {
     "register_prompt_sets": "prompts",
     "register_losses": "losses",
     "register_datasets": "datasets",
+    "register_trainers": "trainers",
+    "register_loggers": "loggers",
 }
 
 

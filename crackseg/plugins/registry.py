@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import CracksegError, UnknownPluginError
 
-KINDS: tuple[str, ...] = ("labelers", "backbones", "prompts", "losses", "datasets")
+KINDS: tuple[str, ...] = ("labelers", "backbones", "prompts", "losses", "datasets", "trainers", "loggers")
 
 #: singular noun used in messages, per kind
 SINGULAR: dict[str, str] = {
@@ -28,6 +28,8 @@ SINGULAR: dict[str, str] = {
     "prompts": "prompt set",
     "losses": "loss",
     "datasets": "dataset",
+    "trainers": "trainer",
+    "loggers": "logger",
 }
 
 #: the ``register`` extras each kind understands (documented in hookspecs.py and CONTRIBUTING.md)
@@ -37,6 +39,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "prompts": ("opens",),
     "losses": ("default",),
     "datasets": ("opens", "train", "default"),
+    "trainers": ("train", "default"),
+    "loggers": ("default",),
 }
 
 

@@ -27,11 +27,14 @@ from crackseg import schema
 from crackseg.data import Sample
 from crackseg.distributed import resolve_device  # noqa: F401 - re-exported
 from crackseg.errors import ConfigError, CracksegError, DataError
-from crackseg.io import atomic_write, write_json
+from crackseg.io import write_json
 
 from .params import ClassifierConfig, check_classifier
 from .patches import PatchDataset, PatchRef, build_refs, read_weak_label_csv
 
+#: the engine's checkpoint kind of patch classifiers
+KIND = "patch-classifier"
+#: the format marker of the first release's classifier checkpoints (still read)
 FORMAT = "crackseg-patch-classifier"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -190,9 +193,12 @@ def file_digest(path: Path) -> str:
 
 
 def _torch_load(path: Path) -> dict[str, Any]:
+    """A patch-classifier checkpoint: the engine's (format 2, kind patch-classifier) or the first release's."""
     from crackseg.checkpoints import read_torch_file
 
     ckpt = read_torch_file(path, "classifier checkpoint", "is it a file written by 'crackseg train-classifier'?")
+    if isinstance(ckpt, dict) and ckpt.get("kind") == KIND:
+        return {**ckpt, "complete": bool(ckpt.get("done"))}
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise DataError(f"{path}: not a crackseg patch-classifier checkpoint (train one with 'crackseg "
                         f"train-classifier')")
@@ -268,12 +274,6 @@ def metrics_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(checkpoint.stem + ".metrics.json")
 
 
-def _save(path: Path, ckpt: dict[str, Any]) -> None:
-    import torch
-
-    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
-
-
 def train_classifier(
     samples: Sequence[Sample],
     cfg: ClassifierConfig,
@@ -292,10 +292,14 @@ def train_classifier(
     is; a checkpoint with other settings is an error (without ``resume`` it is
     overwritten). The held-out patch metrics go to :func:`metrics_path`.
     ``stop_after`` ends this call after that many epochs (the checkpoint stays
-    resumable), for time-boxed runs.
+    resumable), for time-boxed runs. The loop runs on :class:`crackseg.engine.Engine`
+    (distribution, checkpoints, resume, progress); what stays here is what is specific to
+    patch classification: patches, their labels, the per-epoch learning rate, the metrics.
     """
     import torch
-    from tqdm import tqdm
+
+    from crackseg import distributed as dist_utils
+    from crackseg.engine import Engine
 
     out = Path(out)
     seed = cfg.seed if cfg.seed is not None else seed
@@ -303,7 +307,7 @@ def train_classifier(
     if weak is None and not any(s.has_mask for s in samples):
         raise CracksegError(
             "no weak labels to train the patch classifier: these images have no masks and no "
-            "classifier.weak_labels CSV is set; pass --classifier CKPT or set classifier.weak_labels=FILE.csv"
+            "classifier.weak_labels CSV is set; set classifier.checkpoint=CKPT or classifier.weak_labels=FILE.csv"
         )
     stems = [s.stem for s in samples]
     key = _config_key(cfg, seed, stems)
@@ -325,72 +329,44 @@ def train_classifier(
     train_ds = PatchDataset(samples, [r for r in refs if r.image in tr_images], cfg.patch_size, cfg.augment)
     val_ds = PatchDataset(samples, [r for r in refs if r.image not in tr_images], cfg.patch_size, "none")
 
-    from crackseg import distributed as dist_utils
-
-    # under torchrun: DistributedDataParallel, each rank takes its share of every global batch
     env = dist_utils.detect()
     if env.enabled and not torch.distributed.is_initialized():
         env = dist_utils.DistEnv()  # launched by torchrun but called without a process group: train alone
     torch.manual_seed(seed)  # reproducible initialisation
-    model = build_model(cfg.arch, 2, cfg.weights).to(device)
-    net = model
-    if env.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = [torch.device(device).index] if device.startswith("cuda") else None
-        net = DistributedDataParallel(model, device_ids=ids)
+    meta = {"arch": cfg.arch, "num_classes": 2, "patch_size": cfg.patch_size, "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD), "config": schema.to_dict(cfg), "config_key": key, "seed": seed,
+            "epochs": cfg.epochs}
+    engine = Engine(build_model(cfg.arch, 2, cfg.weights), device=device, env=env, checkpoint_path=out,
+                    epochs=cfg.epochs, meta=meta, kind=KIND, seed=seed, resume=status == "partial", quiet=quiet,
+                    log=None if quiet else (lambda msg: print(msg, file=sys.stderr)), label="classifier")
+    model = engine.model
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    start = 0
-    if status == "partial":
-        ckpt = _torch_load(out)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        start = int(ckpt["epoch"])
+    engine.restore(opt)
+    net = engine.wrap(model)  # under torchrun: DistributedDataParallel, each rank takes its share of every batch
     loss_fn = torch.nn.CrossEntropyLoss()
     n_epoch = len(train_ds) if cfg.max_patches_per_epoch is None else min(len(train_ds), cfg.max_patches_per_epoch)
     metrics: dict[str, Any] | None = None
-    last = cfg.epochs if stop_after is None else min(cfg.epochs, start + max(1, stop_after))
-    for epoch in range(start, last):
+    for epoch in engine.epochs(limit=stop_after):
         for group in opt.param_groups:
             group["lr"] = cfg.lr * cfg.lr_decay**epoch
         rng = np.random.default_rng([seed, epoch])
         torch.manual_seed(seed * 1009 + epoch)
-        model.train()
-        bar = tqdm(total=math.ceil(n_epoch / cfg.batch_size), desc=f"classifier epoch {epoch + 1}/{cfg.epochs}",
-                   disable=quiet or not env.is_main, file=sys.stderr, leave=False)
+        batches = train_ds.batches(cfg.batch_size, rng, cfg.chunk_images, cfg.max_patches_per_epoch)
+        bar = engine.progress(batches, total=math.ceil(n_epoch / cfg.batch_size))
         total, seen = 0.0, 0
-        for xb, yb in train_ds.batches(cfg.batch_size, rng, cfg.chunk_images, cfg.max_patches_per_epoch):
-            bar.update(1)
+        for xb, yb in bar:
             if len(yb) < 2 * env.world_size:  # BatchNorm cannot train on a single sample per rank
                 continue
-            if env.enabled:  # every rank draws the same global batch; each keeps its share
-                xb, yb = xb[env.rank :: env.world_size], yb[env.rank :: env.world_size]
-            logits = net(to_tensor(xb, device))
-            loss = loss_fn(logits, torch.from_numpy(yb).to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            xb, yb = engine.shard(xb), engine.shard(yb)  # every rank draws the same global batch
+            loss = loss_fn(net(to_tensor(xb, device)), torch.from_numpy(yb).to(device))
+            engine.backward_step(loss, opt, images=len(yb))
             total += float(loss.detach()) * len(yb)
             seen += len(yb)
             bar.set_postfix(loss=f"{total / max(seen, 1):.4f}")
-        bar.close()
-        done = epoch + 1 == cfg.epochs
-        if not env.is_main:  # rank 0 alone evaluates and writes
-            dist_utils.barrier(env)
-            continue
-        if done:
+        if epoch + 1 == cfg.epochs and env.is_main:  # rank 0 alone evaluates; the engine writes
             metrics = _final_metrics(model, train_ds, val_ds, device, cfg, total / max(seen, 1))
-        _save(out, {
-            "format": FORMAT, "version": 1, "arch": cfg.arch, "num_classes": 2,
-            "patch_size": cfg.patch_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-            "config": schema.to_dict(cfg), "config_key": key, "seed": seed,
-            "epoch": epoch + 1, "epochs": cfg.epochs, "complete": done,
-            "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "metrics": metrics or {},
-        })
-        if not quiet:
-            print(f"classifier: epoch {epoch + 1}/{cfg.epochs} loss {total / max(seen, 1):.4f}", file=sys.stderr)
-        dist_utils.barrier(env)
+            engine.trainer_state["metrics"] = metrics
+        engine.end_epoch(epoch, {"loss": total / max(seen, 1), "lr": cfg.lr * cfg.lr_decay**epoch}, opt)
     if metrics is not None:
         write_json(metrics_path(out), metrics)
     dist_utils.barrier(env)

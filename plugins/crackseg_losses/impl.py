@@ -1,4 +1,9 @@
-"""Loss implementations (torch). See the package docstring."""
+"""Loss implementations (torch). See the package docstring.
+
+Every loss takes an optional ``weight`` ([B,1,H,W], 0 = ignore the pixel): pixel losses
+average ``weight · loss`` over all pixels (so a batch split over processes averages back to
+the same number); dice and edge weight the sums they are made of.
+"""
 
 from __future__ import annotations
 
@@ -20,9 +25,12 @@ class BCELoss(_Loss):
         super().__init__()
         self.pos_weight = pos_weight
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         pw = None if self.pos_weight == 1.0 else logits.new_tensor(self.pos_weight)
-        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
+        if weight is None:
+            return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
+        per_pixel = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw, reduction="none")
+        return (per_pixel * weight).mean()
 
 
 class DiceLoss(_Loss):
@@ -32,9 +40,11 @@ class DiceLoss(_Loss):
         super().__init__()
         self.squared, self.smooth = squared, smooth
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         p = torch.sigmoid(logits).flatten(1)
         y = target.flatten(1)
+        if weight is not None:
+            p, y = p * weight.flatten(1), y * weight.flatten(1)
         inter = (p * y).sum(1)
         if self.squared:
             denom = (p * p).sum(1) + (y * y).sum(1)
@@ -57,7 +67,7 @@ class FocalLoss(_Loss):
         super().__init__()
         self.gamma, self.alpha = gamma, alpha
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         p1 = torch.sigmoid(logits.float())
         y = target.float()
         eps = 1e-5
@@ -67,6 +77,8 @@ class FocalLoss(_Loss):
         loss = -((1 - pt) ** self.gamma) * torch.log(pt)
         if self.alpha is not None:
             loss = loss * (self.alpha * y + (1 - self.alpha) * (1 - y))
+        if weight is not None:
+            loss = loss * weight
         return loss.mean()
 
 
@@ -85,9 +97,11 @@ class EdgeLoss(_Loss):
         super().__init__()
         self.alpha = alpha
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         with torch.no_grad():
             edge = morphological_gradient(target.float())
+            if weight is not None:
+                edge = edge * weight
         p = torch.sigmoid(logits.float())
         num = (p * edge).flatten(1).sum(1)
         den = edge.flatten(1).sum(1) + 1e-8
