@@ -96,7 +96,7 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file."),
         click.option("--labeler", help="Pseudo-labeler name (crackseg list labelers)."),
         click.option("--backbone", help="Segmentation backbone name (crackseg list backbones)."),
-        click.option("--trainer", help="Training method (crackseg list trainers; default: supervised training)."),
+        click.option("--trainer", help="Training method (crackseg list trainers; default: the default trainer)."),
         click.option("--prompts", help="Prompt set name or file, for backbones that take one (crackseg list prompts)."),
         click.option("--loss", help="Loss: a registered loss or a weighted sum, e.g. 'a+0.5*b' (crackseg list losses; "
                                     "default: the backbone's own)."),
