@@ -6,7 +6,7 @@ Public API::
     model = crackseg.create_backbone("unet", encoder="resnet18")
     crackseg.list_plugins("backbones", "deepcrack*")
 
-Imports: torch, cv2 and matplotlib (and the core modules that need them at module
+Imports: torch, cv2, matplotlib, scipy.ndimage and skan (and the core modules that need them at module
 level: ``training``, ``inference``, ``checkpoints``, ``backbone``, ``losses``) are
 imported inside the functions that use them, so that ``import crackseg``, ``crackseg
 --help`` and ``crackseg evaluate`` start fast and work without torch. Everything

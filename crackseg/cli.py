@@ -37,17 +37,18 @@ from .distributed import detect, init, launch_local, resolve_device
 from .errors import ConfigError, CracksegError
 from .labeler import LabelContext, declared_artefacts
 from .layers import load_yaml, parse_set
+from .measure import TRAVEL_DIRECTIONS, MeasureOptions, measure_folder
 from .metrics import evaluate_dirs, write_prf_table
 from .plugins import KINDS, get_manager, registry
 from .plugins.report import check_plugins, plugin_lines, plugins_json
-from .predict import predict_paths
+from .predict import collect_images, predict_paths
 from .run_folder import check_run_dir, default_out
 from .scaffold import KINDS as SCAFFOLD_KINDS
 from .scaffold import new_plugin
 
 #: packages whose absence is reported as a missing extra instead of a traceback
 _HEAVY_PACKAGES = ("torch", "torchvision", "open_clip", "segmentation_models_pytorch", "pytorch_grad_cam",
-                   "pydensecrf", "skimage", "matplotlib", "transformers", "timm")
+                   "pydensecrf", "skimage", "skan", "matplotlib", "transformers", "timm")
 
 
 class CracksegGroup(click.Group):
@@ -113,6 +114,19 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def measure_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of ``crackseg measure`` that ``predict --measure`` and ``run --measure`` share."""
+    for opt in reversed([
+        click.option("--px-per-mm", type=float, help="Image scale: lengths in mm and areas in mm² (default: pixels)."),
+        click.option("--min-area", type=int, default=10, show_default=True,
+                     help="Drop crack components smaller than this many pixels."),
+        click.option("--travel", type=click.Choice(TRAVEL_DIRECTIONS), default="vertical", show_default=True,
+                     help="Direction of travel in the images: longitudinal cracks run along it."),
+    ]):
+        f = opt(f)
+    return f
+
+
 def build_config(config_file: str | None, labeler: str | None, backbone: str | None, trainer: str | None,
                  prompts: str | None, loss: str | None, data: str | None, device: str | None, seed: int | None,
                  out: str | None, sets: tuple[str, ...]) -> RunConfig:
@@ -149,13 +163,18 @@ def build_config(config_file: str | None, labeler: str | None, backbone: str | N
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes on this machine (starts torchrun; each uses one GPU on CUDA).")
+@click.option("--measure", "do_measure", is_flag=True,
+              help="Also measure the predicted cracks at the ODS threshold (RUN_DIR/measurements/).")
+@measure_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or log lines (the table is still printed).")
-def run(precision: str | None, resume: bool, nproc: int, quiet: bool, **kw: Any) -> None:
+def run(precision: str | None, resume: bool, nproc: int, do_measure: bool, px_per_mm: float | None,
+        min_area: int, travel: str, quiet: bool, **kw: Any) -> None:
     """Train a backbone on pseudo-labels, predict the test split, evaluate.
 
     Under torchrun (or with --nproc N) training uses DistributedDataParallel; the
     batch size stays the global one.
     """
+    opt = MeasureOptions(px_per_mm=px_per_mm, min_area=min_area, travel=travel)  # checked before training
     if precision:
         kw["sets"] = tuple(kw["sets"]) + (f"train.precision={precision}",)
     cfg = build_config(**kw)
@@ -164,10 +183,14 @@ def run(precision: str | None, resume: bool, nproc: int, quiet: bool, **kw: Any)
     if nproc > 1:
         check_run_dir(cfg, resume)
         launch_local(nproc, _argv_without_nproc(), out=cfg.out)
-        return
-    from .runner import run as do_run
+    else:
+        from .runner import run as do_run
 
-    do_run(cfg, resume=resume, quiet=quiet)
+        do_run(cfg, resume=resume, quiet=quiet)
+    if do_measure and nproc == 1 and detect().rank == 0:  # under --nproc the launched rank 0 measures
+        target = Path(cfg.out) / "measurements"
+        instances, measured = measure_folder(cfg.out, target, opt, quiet=quiet)
+        click.echo(measure_summary(instances, measured, opt, target))
 
 
 def _argv_without_nproc() -> list[str]:
@@ -282,13 +305,50 @@ def evaluate(pred_dir: str, gt_dir: str, protocol: str, as_json: bool, prf: str 
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--threshold", type=float, help="Probability for the binary mask (default: the run's).")
 @click.option("--mode", type=click.Choice(["auto", "resize", "tile"]), help="Large images: tile or resize.")
+@click.option("--measure", "do_measure", is_flag=True, help="Also measure the cracks (OUT/measurements/).")
+@measure_options
 @click.option("-q", "--quiet", is_flag=True)
 def predict(source: str, images: tuple[str, ...], out: str, device: str, threshold: float | None,
-            mode: str | None, quiet: bool) -> None:
+            mode: str | None, do_measure: bool, px_per_mm: float | None, min_area: int, travel: str,
+            quiet: bool) -> None:
     """Apply a finished run (RUN_DIR or CHECKPOINT) to photos of any size."""
+    opt = MeasureOptions(px_per_mm=px_per_mm, min_area=min_area, travel=travel)  # checked before predicting
     written = predict_paths(source, images, out, device=device, threshold=threshold, mode=mode, quiet=quiet)
     click.echo(f"wrote {len(written)} masks to {out} (probabilities in {Path(out) / 'prob'}, "
                f"overlays in {Path(out) / 'overlay'})")
+    if do_measure:
+        photos = {p.stem: p for p in collect_images(images)}
+        target = Path(out) / "measurements"
+        instances, measured = measure_folder(out, target, opt, images=photos, quiet=quiet)
+        click.echo(measure_summary(instances, measured, opt, target))
+
+
+@cli.command()
+@click.argument("source", type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--threshold", type=float,
+              help="Probability T: mask = value/255 > T (needed for probability maps; a run's default is its ODS "
+                   "threshold).")
+@click.option("--images", type=click.Path(file_okay=False), help="Photos (same stems) to draw the overlays on.")
+@measure_options
+@click.option("-q", "--quiet", is_flag=True)
+def measure(source: str, out: str, threshold: float | None, images: str | None, px_per_mm: float | None,
+            min_area: int, travel: str, quiet: bool) -> None:
+    """Measure cracks in masks (a folder of masks, or a RUN_DIR's predictions): length, width, orientation,
+    topology per crack; totals and density per image."""
+    opt = MeasureOptions(threshold=threshold, px_per_mm=px_per_mm, min_area=min_area, travel=travel)
+    instances, images_ = measure_folder(source, out, opt, images=images, quiet=quiet)
+    click.echo(measure_summary(instances, images_, opt, out))
+
+
+def measure_summary(instances: list[Any], images: list[Any], opt: MeasureOptions, out: str | Path) -> str:
+    """The lines ``measure`` prints: counts, totals, where the files are."""
+    unit = opt.unit
+    total = sum(i.length for i in instances)
+    widest = max((i.width_max for i in instances), default=0.0)
+    return (f"{len(instances)} cracks in {len(images)} images: total length {total:.1f} {unit}, "
+            f"max width {widest:.1f} {unit}\n"
+            f"wrote {Path(out) / 'instances.csv'}, images.csv, measurements.json and overlays/")
 
 
 @cli.command("new-plugin")

@@ -320,3 +320,29 @@ def test_missing_clip_weights_fail_before_anything_is_written(tmp_path):
     r = run_main("run", "--backbone", "crackclip", "--out", str(out))
     assert r.returncode == 2 and "needs CLIP weights" in r.stderr
     assert not out.exists()  # nothing half-made: the next attempt needs no --resume
+
+
+def test_predict_and_run_measure(tiny_run, tmp_path):
+    """`predict --measure` measures the masks it wrote; `run --measure` measures a run's predictions."""
+    pytest.importorskip("skan")
+    out, _ = tiny_run
+    import crackseg
+
+    ds = crackseg.create_dataset("synthetic", n_train=1, n_test=2, size=64)
+    from crackseg.io import write_png
+
+    for s in ds.samples("test"):
+        write_png(tmp_path / "in" / f"{s.stem}.png", s.load_image())
+    r = run_main("predict", str(out), str(tmp_path / "in"), "--out", str(tmp_path / "pred"), "--quiet",
+                 "--measure", "--px-per-mm", "2", "--min-area", "0", "--threshold", "0.0")
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "pred" / "measurements" / "measurements.json").read_text())
+    assert data["unit"] == "mm" and [i["image"] for i in data["images"]] == sorted(s.stem for s in ds.samples("test"))
+    assert "cracks in 2 images" in r.stdout
+    r = run_main("predict", str(out), str(tmp_path / "in"), "--out", str(tmp_path / "p2"), "--measure",
+                 "--px-per-mm", "-1")
+    assert r.returncode == 2 and "--px-per-mm" in r.stderr and not (tmp_path / "p2").exists()
+    # run --measure on a finished run: the run is reused, its predictions are measured
+    r = run_main("run", *TINY, "--set", "train.epochs=1", "--out", str(out), "--resume", "--measure")
+    assert r.returncode == 0, r.stderr
+    assert (out / "measurements" / "instances.csv").is_file()

@@ -29,6 +29,7 @@ import math
 import threading
 import zlib
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -374,6 +375,50 @@ def _branches(
         _draw(canvas, bpts, bw)
         if depth < 1:
             _branches(rng, canvas, bpts, bw, b_len, step, wiggle, depth + 1)
+
+
+@dataclass
+class DrawnCrack:
+    """One crack drawn the way the generator draws them, with its true geometry.
+
+    ``mask`` is ``H×W`` bool; ``points`` the polyline (x, y) in pixels; ``width`` its constant width (px).
+    """
+
+    mask: np.ndarray
+    points: np.ndarray
+    width: float
+
+    @property
+    def length(self) -> float:
+        """The polyline's length in pixels."""
+        return float(np.linalg.norm(np.diff(self.points, axis=0), axis=1).sum())
+
+
+def draw_crack(seed: int, width: float, size: int = 256, length: float | None = None,
+               theta: float | None = None) -> DrawnCrack:
+    """Ground truth for measurements: one random-walk crack of constant ``width`` in a ``size²`` mask.
+
+    The walk, the 4× supersampled drawing and the half-coverage mask are the generator's own
+    (steps of ``size/48`` px, jagged vertices); only the width does not vary, so that the true
+    length and width are known exactly. It stays inside the image.
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    s = _SUPERSAMPLE
+    for _ in range(100):
+        heading = rng.uniform(0, math.pi) if theta is None else theta
+        n_len = rng.uniform(0.35, 0.7) * size if length is None else length
+        x0, y0 = rng.uniform(0.2, 0.8, 2) * size
+        pts = _walk(rng, x0, y0, heading, n_len, max(1.0, size / 48), rng.uniform(0.05, 0.15))
+        if pts.min() >= 4 + width and pts.max() <= size - 5 - width:
+            break
+    else:  # pragma: no cover - a 100-fold miss does not happen for lengths below the image size
+        raise ValueError(f"could not fit a crack of length {n_len:.0f} in {size} px")
+    canvas = np.zeros((size * s, size * s), np.uint8)
+    _draw(canvas, pts, np.full(len(pts), float(width)))
+    coverage = cv2.resize(canvas.astype(np.float32) / 255.0, (size, size), interpolation=cv2.INTER_AREA)
+    return DrawnCrack(mask=coverage >= 0.5, points=pts, width=float(width))
 
 
 def _darken_cracks(rng: np.random.Generator, grey: np.ndarray, coverage: np.ndarray, style: str) -> None:
