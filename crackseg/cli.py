@@ -311,7 +311,7 @@ def evaluate(pred_dir: str, gt_dir: str, protocol: str, as_json: bool, prf: str 
 def predict(source: str, images: tuple[str, ...], out: str, device: str, threshold: float | None,
             mode: str | None, do_measure: bool, px_per_mm: float | None, min_area: int, travel: str,
             quiet: bool) -> None:
-    """Apply a finished run (RUN_DIR or CHECKPOINT) to photos of any size."""
+    """Apply a finished run (RUN_DIR, CHECKPOINT or exported MODEL.onnx) to photos of any size."""
     opt = MeasureOptions(px_per_mm=px_per_mm, min_area=min_area, travel=travel)  # checked before predicting
     written = predict_paths(source, images, out, device=device, threshold=threshold, mode=mode, quiet=quiet)
     click.echo(f"wrote {len(written)} masks to {out} (probabilities in {Path(out) / 'prob'}, "
@@ -349,6 +349,27 @@ def measure_summary(instances: list[Any], images: list[Any], opt: MeasureOptions
     return (f"{len(instances)} cracks in {len(images)} images: total length {total:.1f} {unit}, "
             f"max width {widest:.1f} {unit}\n"
             f"wrote {Path(out) / 'instances.csv'}, images.csv, measurements.json and overlays/")
+
+
+@cli.command()
+@click.argument("source", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True,
+              help="Model format.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write.")
+@click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset version (14-23).")
+@click.option("--dynamic", is_flag=True, help="Any input height and width (default: the run's window size).")
+@click.option("--fp16", is_flag=True, help="Half-precision weights (not available yet).")
+def export(source: str, fmt: str, out: str, opset: int, dynamic: bool, fp16: bool) -> None:
+    """Export a finished run's backbone (RUN_DIR or CHECKPOINT) for deployment without PyTorch."""
+    if fp16:
+        raise CracksegError("--fp16 is not implemented yet; export in fp32 (the default)")
+    from .export import export_onnx
+
+    res = export_onnx(source, out, opset=opset, dynamic=dynamic)
+    sizes = " and ".join(f"{s}x{s}" for s in res.sizes)
+    click.echo(f"wrote {res.path} ({res.path.stat().st_size / 2**20:.1f} MiB, {res.exporter} exporter, opset {opset}); "
+               f"matches the torch model to {res.max_diff:.1e} at {sizes}")
+    click.echo(f"run it without torch: crackseg predict {res.path} PHOTOS --out DIR")
 
 
 @cli.command("new-plugin")

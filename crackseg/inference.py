@@ -1,39 +1,27 @@
-"""Applying a trained backbone to images of any size, and post-processing.
-
-``predict_probability`` returns a float32 map in [0, 1] at the image's own size:
-
-* ``resize``: squash to the training size, predict, resize back (the CrackCLIP
-  authors' protocol);
-* ``tile``: slide a window of the training size with overlap over the image and
-  blend the windows with smooth weights (a 4032×3024 phone photo works);
-* ``auto``: ``tile`` when the image's longer side exceeds twice the training size.
-"""
+"""Applying a trained torch backbone to images of any size (resizing and tiling: ``windows``)."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from .backbone import as_outputs, input_stats, output_problem, pad_to_multiple, size_multiple
 from .plugins.blame import blamed, plugin_error
+from .windows import WindowPredictor, postprocess
+
+__all__ = ["Predictor", "postprocess"]
 
 
-class Predictor:
-    """Batched inference for one model on one device."""
+class Predictor(WindowPredictor):
+    """Batched inference for one torch model on one device."""
 
     def __init__(self, model: torch.nn.Module, size: int, device: str, batch_size: int = 4,
                  mode: str = "auto", overlap: float = 0.25, precision: str = "32", name: str = "") -> None:
         """``name``: the backbone's registered name, so that a failing forward pass names its plugin."""
+        super().__init__(int(getattr(model, "fixed_input_size", None) or size), batch_size, mode, overlap)
         self.model = model.to(device).eval()
         self.name = name
-        fixed = getattr(model, "fixed_input_size", None)
-        self.size = int(fixed or size)
         self.device = device
-        self.batch_size = max(1, batch_size)
-        self.mode = mode
-        self.overlap = min(max(overlap, 0.0), 0.9)
         mean, std = input_stats(model)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
@@ -56,100 +44,3 @@ class Predictor:
             raise plugin_error("backbones", self.name, problem)
         out = outs["out"]
         return torch.sigmoid(out[:, 0, :h, :w].float()).cpu().numpy()
-
-    # -- per image ------------------------------------------------------------------
-    def predict_many(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Probability maps (each at its image's size) for a list of RGB uint8 images."""
-        out: list[np.ndarray | None] = [None] * len(images)
-        resize_idx = [i for i, im in enumerate(images) if not self._tiles(im)]
-        for start in range(0, len(resize_idx), self.batch_size):
-            chunk = resize_idx[start : start + self.batch_size]
-            batch = np.stack([_resize(images[i], self.size, self.size) for i in chunk])
-            probs = self.forward_batch(batch)
-            for i, p in zip(chunk, probs):
-                h, w = images[i].shape[:2]
-                out[i] = _resize_prob(p, w, h)
-        for i, im in enumerate(images):
-            if out[i] is None:
-                out[i] = self.predict_tiled(im)
-        return [o for o in out if o is not None]
-
-    def _tiles(self, image: np.ndarray) -> bool:
-        if self.mode == "tile":
-            return True
-        if self.mode == "resize":
-            return False
-        return max(image.shape[:2]) > 2 * self.size
-
-    def predict_tiled(self, image: np.ndarray) -> np.ndarray:
-        s = self.size
-        h, w = image.shape[:2]
-        import cv2
-
-        ph, pw = max(0, s - h), max(0, s - w)
-        img = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_REFLECT_101) if (ph or pw) else image
-        H, W = img.shape[:2]
-        stride = max(1, int(round(s * (1 - self.overlap))))
-        ys = _starts(H, s, stride)
-        xs = _starts(W, s, stride)
-        weight = _blend_window(s)
-        acc = np.zeros((H, W), np.float32)
-        norm = np.zeros((H, W), np.float32)
-        coords = [(y, x) for y in ys for x in xs]
-        for start in range(0, len(coords), self.batch_size):
-            chunk = coords[start : start + self.batch_size]
-            probs = self.forward_batch(np.stack([img[y : y + s, x : x + s] for y, x in chunk]))
-            for (y, x), p in zip(chunk, probs):
-                acc[y : y + s, x : x + s] += p * weight
-                norm[y : y + s, x : x + s] += weight
-        return (acc / np.maximum(norm, 1e-8))[:h, :w]
-
-
-def _starts(total: int, size: int, stride: int) -> list[int]:
-    if total <= size:
-        return [0]
-    starts = list(range(0, total - size + 1, stride))
-    if starts[-1] != total - size:
-        starts.append(total - size)
-    return starts
-
-
-def _blend_window(s: int) -> np.ndarray:
-    """Smooth weights that fall towards the tile border but never reach zero."""
-    r = np.hanning(s + 2)[1:-1].astype(np.float32)
-    w = np.outer(r, r)
-    return np.maximum(w, 1e-3)
-
-
-def _resize(image: np.ndarray, w: int, h: int) -> np.ndarray:
-    import cv2
-
-    if image.shape[0] == h and image.shape[1] == w:
-        return image
-    return cv2.resize(image, (w, h), interpolation=cv2.INTER_CUBIC)
-
-
-def _resize_prob(p: np.ndarray, w: int, h: int) -> np.ndarray:
-    import cv2
-
-    if p.shape == (h, w):
-        return p.astype(np.float32)
-    return np.clip(cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0).astype(np.float32)
-
-
-def postprocess(prob: np.ndarray, erosion_iterations: int = 0, minmax_normalize: bool = False) -> np.ndarray:
-    """Probability map → ``uint8`` map (value/255 = probability) as saved and evaluated.
-
-    ``minmax_normalize`` rescales each map to [0, 1] (the authors' test.py); erosion
-    is grey-scale with a 3×3 rectangle, ``erosion_iterations`` times (the paper: 3).
-    """
-    p = prob.astype(np.float32)
-    if minmax_normalize:
-        lo, hi = float(p.min()), float(p.max())
-        p = (p - lo) / (hi - lo) if hi > lo else np.zeros_like(p)
-    u8 = np.clip(p * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    if erosion_iterations > 0:
-        import cv2
-
-        u8 = cv2.erode(u8, np.ones((3, 3), np.uint8), iterations=erosion_iterations)
-    return u8

@@ -1,9 +1,10 @@
-"""``crackseg predict``: apply a finished run to new photos of any size."""
+"""``crackseg predict``: apply a finished run, or its exported ONNX model, to new photos of any size."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from .distributed import resolve_device
 from .errors import CracksegError
 from .io import IMAGE_SUFFIXES, images_by_stem, read_image, write_png
 from .overlays import overlay
+from .windows import WindowPredictor, postprocess
 
 
 def collect_images(inputs: Sequence[str]) -> list[Path]:
@@ -37,20 +39,16 @@ def collect_images(inputs: Sequence[str]) -> list[Path]:
 def predict_paths(source: str | Path, inputs: Sequence[str], out: str | Path, *, device: str = "auto",
                   threshold: float | None = None, mode: str | None = None, batch_size: int | None = None,
                   quiet: bool = False) -> list[Path]:
-    """Write ``out/<stem>.png`` (binary), ``out/prob/<stem>.png`` and ``out/overlay/<stem>.png``."""
+    """Write ``out/<stem>.png`` (binary), ``out/prob/<stem>.png`` and ``out/overlay/<stem>.png``.
+
+    ``source``: a run folder, a checkpoint, or an exported ``.onnx`` model (run by onnxruntime,
+    without importing torch).
+    """
     from tqdm.auto import tqdm
 
-    from .checkpoints import load_model
-    from .inference import Predictor, postprocess
-
     paths = collect_images(inputs)
-    model, ckpt = load_model(source)
-    pc = dict(ckpt.get("predict") or {})
+    predictor, pc = _predictor(source, device, mode, batch_size)
     thr = pc.get("threshold", 0.5) if threshold is None else threshold
-    dev = resolve_device(device)
-    predictor = Predictor(model, int(ckpt.get("image_size", 256)), dev, batch_size or pc.get("batch_size", 4),
-                          mode or pc.get("mode", "auto"), pc.get("tile_overlap", 0.25),
-                          name=str(ckpt["backbone"]["name"]))
     out = Path(out)
     written = []
     for p in tqdm(paths, desc="predict", disable=quiet):
@@ -62,3 +60,24 @@ def predict_paths(source: str | Path, inputs: Sequence[str], out: str | Path, *,
         write_png(out / "prob" / f"{p.stem}.png", u8)
         write_png(out / "overlay" / f"{p.stem}.png", overlay(img, mask))
     return written
+
+
+def _predictor(source: str | Path, device: str, mode: str | None,
+               batch_size: int | None) -> tuple[WindowPredictor, dict[str, Any]]:
+    """The predictor for ``source`` and the run's prediction settings."""
+    if Path(source).suffix.lower() == ".onnx":
+        from .onnx_model import OnnxPredictor, load_onnx
+
+        session, meta = load_onnx(source, "cpu" if device == "auto" else device)
+        pc = dict(meta.get("predict") or {})
+        return OnnxPredictor(session, meta, batch_size or pc.get("batch_size", 4), mode or pc.get("mode", "auto"),
+                             pc.get("tile_overlap", 0.25)), pc
+    from .checkpoints import load_model
+    from .inference import Predictor
+
+    model, ckpt = load_model(source)
+    pc = dict(ckpt.get("predict") or {})
+    predictor = Predictor(model, int(ckpt.get("image_size", 256)), resolve_device(device),
+                          batch_size or pc.get("batch_size", 4), mode or pc.get("mode", "auto"),
+                          pc.get("tile_overlap", 0.25), name=str(ckpt["backbone"]["name"]))
+    return predictor, pc

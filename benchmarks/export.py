@@ -1,0 +1,83 @@
+"""CPU images/s of an exported ONNX model in onnxruntime vs the same backbone in torch eager.
+
+    python benchmarks/export.py [--backbones unet deepcrack-liu] [--tiles 32] [--tile 256] [--batch-size 4]
+                                [--threads 2] [--rounds 3]
+
+Each backbone (random weights, default parameters) is written as a checkpoint, exported with
+``crackseg.export.export_onnx`` (checked against torch there), and both predictors run the same
+``--tiles`` uint8 tiles through ``forward_batch`` (normalisation, padding, sigmoid included), with
+the same thread count. The rounds alternate (torch, onnxruntime, torch, ...) and the median is
+reported. Goal: onnxruntime >= 1.3x torch on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import crackseg
+from crackseg.checkpoints import CHECKPOINT_FORMAT, model_state
+from crackseg.export import export_onnx
+from crackseg.inference import Predictor
+from crackseg.onnx_model import OnnxPredictor, load_onnx
+
+
+def _rate(predictor: object, tiles: np.ndarray, batch: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(0, len(tiles), batch):
+        predictor.forward_batch(tiles[i : i + batch])  # type: ignore[attr-defined]
+    return len(tiles) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--backbones", nargs="+", default=["unet", "deepcrack-liu"])
+    ap.add_argument("--tiles", type=int, default=32)
+    ap.add_argument("--tile", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    import onnxruntime as ort
+
+    tiles = np.random.default_rng(0).integers(0, 256, (args.tiles, args.tile, args.tile, 3), dtype=np.uint8)
+    print(f"{args.tiles} tiles of {args.tile}x{args.tile}, batch {args.batch_size}, {args.threads} threads, "
+          f"torch {torch.__version__}, onnxruntime {ort.__version__}; median of {args.rounds} alternating rounds")
+    print("| backbone | torch eager (img/s) | onnxruntime (img/s) | ratio |")
+    print("|---|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.backbones:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = crackseg.create_backbone(name)
+            ckpt = Path(tmp) / f"{name}.pt"
+            torch.save({"format": CHECKPOINT_FORMAT, "kind": "segmentation", "model": model_state(model),
+                        "backbone": {"name": name, "params": {}}, "image_size": args.tile, "predict": {}}, ckpt)
+            export_onnx(ckpt, Path(tmp) / f"{name}.onnx")
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = args.threads
+            session = ort.InferenceSession(str(Path(tmp) / f"{name}.onnx"), options,
+                                           providers=["CPUExecutionProvider"])
+            _, meta = load_onnx(Path(tmp) / f"{name}.onnx")
+            eager = Predictor(model, args.tile, "cpu", batch_size=args.batch_size)
+            onnx = OnnxPredictor(session, meta, batch_size=args.batch_size)
+            _rate(eager, tiles[: args.batch_size], args.batch_size)  # warm-up
+            _rate(onnx, tiles[: args.batch_size], args.batch_size)
+            t_rates, o_rates = [], []
+            for _ in range(args.rounds):
+                t_rates.append(_rate(eager, tiles, args.batch_size))
+                o_rates.append(_rate(onnx, tiles, args.batch_size))
+            t, o = statistics.median(t_rates), statistics.median(o_rates)
+            print(f"| {name} | {t:.2f} | {o:.2f} | {o / t:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

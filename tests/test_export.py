@@ -1,0 +1,157 @@
+"""`crackseg export` to ONNX and `crackseg predict MODEL.onnx`: parity with torch, no torch at run time, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import run_main
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+import crackseg  # noqa: E402
+from crackseg.checkpoints import CHECKPOINT_FORMAT, model_state  # noqa: E402
+from crackseg.io import read_gray, write_png  # noqa: E402
+
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
+}
+
+BACKBONES = {
+    "unet": {"encoder": "resnet18", "encoder_weights": None},
+    "deepcrack-liu": {"base_channels": 8},
+    "deepcrack-zou": {"base_channels": 8, "fuse_channels": 8},
+    "oed": {"base_channels": 8},
+    "unet-original": {"base_channels": 8},
+    "crackclip": {"image_size": 64, "layers": [1, 2], "random_init": True, "token_cache": "off"},
+}
+
+
+def write_checkpoint(path, name, params, size=64):
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = crackseg.create_backbone(name, **params)
+    torch.save({"format": CHECKPOINT_FORMAT, "kind": "segmentation", "model": model_state(model),
+                "backbone": {"name": name, "params": params}, "image_size": size,
+                "predict": {"threshold": 0.5, "mode": "auto", "tile_overlap": 0.25}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip_cfg(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clip") / "tiny-clip.json"
+    path.write_text(json.dumps(TINY_CLIP))
+    return str(path)
+
+
+#: backbones whose graph fixes the window size: two sizes = two exports (crackclip: its ViT's one size)
+FIXED_SIZE = {"deepcrack-zou": (64, 96), "crackclip": (64,)}
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_every_builtin_backbone_exports_with_parity_at_two_sizes(name, tmp_path, clip_cfg):
+    params = dict(BACKBONES[name])
+    if name == "crackclip":
+        params["model"] = clip_cfg
+    from crackseg.export import PARITY_TOLERANCE, export_onnx
+
+    dynamic = name not in FIXED_SIZE
+    for size in FIXED_SIZE.get(name, (64,))[::-1]:
+        ckpt = write_checkpoint(tmp_path / "ckpt.pt", name, params, size=size)
+        res = export_onnx(ckpt, tmp_path / "m.onnx", dynamic=dynamic)
+        assert res.max_diff <= PARITY_TOLERANCE
+        assert res.sizes == ((64, 96) if dynamic else (size,))
+    if name == "deepcrack-zou":  # --dynamic is refused in one line, with what to do
+        r = run_main("export", str(ckpt), "--out", str(tmp_path / "d.onnx"), "--dynamic")
+        assert r.returncode == 2 and "export it without --dynamic" in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "d.onnx").exists()
+    # an independent check through the predictors: a 100x150 photo, resized and tiled
+    from crackseg.checkpoints import load_model
+    from crackseg.inference import Predictor
+    from crackseg.onnx_model import OnnxPredictor, load_onnx
+
+    session, meta = load_onnx(res.path)
+    assert meta["backbone"]["name"] == name and meta["image_size"] == 64
+    model, _ = load_model(ckpt)
+    img = np.random.default_rng(1).integers(0, 256, (100, 150, 3), dtype=np.uint8)
+    for mode in ("resize", "tile"):
+        a = Predictor(model, 64, "cpu", mode=mode).predict_many([img])[0]
+        b = OnnxPredictor(session, meta, mode=mode).predict_many([img])[0]
+        assert a.shape == b.shape == (100, 150)
+        assert np.abs(a - b).max() <= PARITY_TOLERANCE
+
+
+def test_crackclip_refuses_dynamic_in_one_line(tmp_path, clip_cfg):
+    params = dict(BACKBONES["crackclip"], model=clip_cfg)
+    ckpt = write_checkpoint(tmp_path / "ckpt.pt", "crackclip", params)
+    r = run_main("export", str(ckpt), "--out", str(tmp_path / "m.onnx"), "--dynamic")
+    errors = [line for line in r.stderr.splitlines() if "error" in line]  # (the random-weights warning precedes it)
+    assert r.returncode == 2 and len(errors) == 1 and "without --dynamic" in errors[0]
+    assert not list(tmp_path.glob("*.onnx*")) and not list(tmp_path.glob(".*partial"))
+
+
+def test_predict_onnx_matches_checkpoint_and_never_imports_torch(tmp_path):
+    ckpt = write_checkpoint(tmp_path / "ckpt.pt", "deepcrack-liu", BACKBONES["deepcrack-liu"])
+    r = run_main("export", str(ckpt), "--out", str(tmp_path / "m.onnx"))
+    assert r.returncode == 0, r.stderr
+    assert "matches the torch model" in r.stdout
+    photo = np.random.default_rng(2).integers(0, 256, (90, 200, 3), dtype=np.uint8)
+    write_png(tmp_path / "photos" / "p.png", photo)
+    r = run_main("predict", str(ckpt), str(tmp_path / "photos"), "--out", str(tmp_path / "torch"), "-q")
+    assert r.returncode == 0, r.stderr
+    code = ("import sys\nfrom crackseg.cli import main\ntry:\n"
+            f"    main(['predict', {str(tmp_path / 'm.onnx')!r}, {str(tmp_path / 'photos')!r}, '--out', "
+            f"{str(tmp_path / 'onnx')!r}, '-q'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('torch' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "False"  # onnxruntime only
+    a, b = read_gray(tmp_path / "torch" / "prob" / "p.png"), read_gray(tmp_path / "onnx" / "prob" / "p.png")
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    assert (tmp_path / "onnx" / "overlay" / "p.png").is_file()
+
+
+@pytest.mark.parametrize("case", ["not-a-run", "bad-suffix", "corrupt-onnx", "foreign-onnx", "fp16"])
+def test_export_and_onnx_predict_bad_input(tmp_path, case):
+    write_png(tmp_path / "photos" / "p.png", np.zeros((32, 32, 3), np.uint8))
+    if case == "not-a-run":
+        (tmp_path / "folder").mkdir()
+        args = ["export", str(tmp_path / "folder"), "--out", str(tmp_path / "m.onnx")]
+        expected = "no checkpoint found"
+    elif case == "bad-suffix":
+        ckpt = write_checkpoint(tmp_path / "c.pt", "deepcrack-liu", BACKBONES["deepcrack-liu"])
+        args, expected = ["export", str(ckpt), "--out", str(tmp_path / "m.bin")], "must end in .onnx"
+    elif case == "fp16":
+        args, expected = ["export", str(tmp_path / "c.pt"), "--out", str(tmp_path / "m.onnx"), "--fp16"], "--fp16"
+    else:
+        model = tmp_path / "m.onnx"
+        if case == "corrupt-onnx":
+            model.write_bytes(b"\x08\x07garbage" * 10)
+            expected = "not a readable ONNX model"
+        else:
+            import onnx
+            from onnx import TensorProto, helper
+
+            graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+            onnx.save(helper.make_model(graph), str(model))
+            expected = "without crackseg metadata"
+        args = ["predict", str(model), str(tmp_path / "photos"), "--out", str(tmp_path / "out")]
+    r = run_main(*args)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], r.stderr
+    assert not (tmp_path / "out").exists()
+    if case != "corrupt-onnx" and case != "foreign-onnx":
+        assert not (tmp_path / "m.onnx").exists()
