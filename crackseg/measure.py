@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import io as _io
+import json
 import math
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
@@ -298,8 +299,6 @@ def resolve_source(source: str | Path, threshold: float | None,
     For a run folder the threshold defaults to the run's ODS threshold (``metrics.json``) and
     overlays are drawn on the run's ``overlays/``; ``images`` (a folder) puts them on photos instead.
     """
-    import json
-
     src = Path(source)
     if not src.exists():
         raise CracksegError(f"{src}: no such folder")
@@ -350,9 +349,10 @@ def measure_folder(source: str | Path, out: str | Path, options: MeasureOptions 
     """Measure every mask in ``source`` and write ``out/{instances.csv, images.csv, measurements.json}``
     and ``out/overlays/<stem>.png``.
 
-    Every mask is read (and checked) before anything is written. The results are written to a
-    hidden sibling folder that replaces ``out`` when complete, so ``out`` is never half-written; an
-    ``out`` that holds anything but earlier measurements is refused.
+    Every mask is read (and checked) before anything is written or a progress bar starts, so a bad
+    mask is one line. The results are written to a hidden sibling folder that replaces ``out`` when
+    complete, so ``out`` is never half-written; an ``out`` that holds anything but earlier
+    measurements is refused.
     """
     from tqdm.auto import tqdm
 
@@ -367,11 +367,13 @@ def measure_folder(source: str | Path, out: str | Path, options: MeasureOptions 
         shutil.rmtree(tmp)
     all_instances: list[Instance] = []
     summaries: list[ImageMeasures] = []
+    per_image: list[dict[str, Any]] = []
     try:
         for stem, m in tqdm(masks, desc="measure", disable=quiet):
             inst, summary = measure_mask(m, stem, opt)
             all_instances.extend(inst)
             summaries.append(summary)
+            per_image.append({**asdict(summary), "instances": [_instance_json(i) for i in inst]})
             if overlays:
                 write_png(tmp / "overlays" / f"{stem}.png", draw_measurements(_background(src, stem, m), inst))
         write_text(tmp / "instances.csv", _csv(INSTANCE_COLUMNS, (asdict(i) for i in all_instances)))
@@ -379,8 +381,7 @@ def measure_folder(source: str | Path, out: str | Path, options: MeasureOptions 
         write_json(tmp / "measurements.json", {
             "unit": opt.unit, "px_per_mm": opt.px_per_mm, "threshold": src.threshold, "min_area": opt.min_area,
             "min_cell_area": opt.min_cell_area, "travel": opt.travel,
-            "images": [{**asdict(s), "instances": [_instance_json(i) for i in all_instances if i.image == s.image]}
-                       for s in summaries],
+            "images": per_image,
         })
         if out.exists():
             shutil.rmtree(out)
