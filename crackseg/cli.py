@@ -372,6 +372,22 @@ def export(source: str, fmt: str, out: str, opset: int, dynamic: bool, fp16: boo
     click.echo(f"run it without torch: crackseg predict {res.path} PHOTOS --out DIR")
 
 
+@cli.command()
+@click.argument("source", type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), help="The HTML file to write (default: SOURCE/report.html).")
+@click.option("--gallery", type=int, default=12, show_default=True,
+              help="Images in the gallery, spread over the F range (0 = none).")
+@click.option("--no-measure", is_flag=True, help="Leave crack measurements out of the per-image table.")
+@click.option("-q", "--quiet", is_flag=True)
+def report(source: str, out: str | None, gallery: int, no_measure: bool, quiet: bool) -> None:
+    """One self-contained HTML page for a RUN_DIR (metrics, curves, per-image table, gallery) or a compare
+    grid folder (every table with its PR curves and figures)."""
+    from .report import ReportOptions, write_report
+
+    path = write_report(source, out, ReportOptions(gallery=gallery, measure=not no_measure), quiet=quiet)
+    click.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB); open it in any browser, offline")
+
+
 @cli.command("new-plugin")
 @click.argument("name")
 @click.option("--kind", type=click.Choice(SCAFFOLD_KINDS), default="backbone", show_default=True,
@@ -461,6 +477,11 @@ def main(argv: list[str] | None = None) -> None:
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("crackseg: interrupted (continue with --resume)", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # one line, like every other user error
+        where = f"crackseg {exc.ctx.command_path.split(' ', 1)[1]} --help" if exc.ctx and " " in exc.ctx.command_path \
+            else "crackseg --help"
+        click.echo(f"crackseg: error: {exc.format_message()} (see {where})", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -135,11 +135,26 @@ def image_shape(path: str | os.PathLike[str]) -> tuple[int, int]:
 
 
 # -- atomic writes --------------------------------------------------------------
+def _file_mode() -> int:
+    """What ``open()`` would give a new file: 0o666 less the umask (mkstemp's own files are 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 def atomic_write(path: str | os.PathLike[str], writer: Callable[[str], None]) -> Path:
-    """Call ``writer(tmp_path)`` then rename onto ``path``: readers never see half a file."""
+    """Call ``writer(tmp_path)`` then rename onto ``path``: readers never see half a file.
+
+    The file gets the permissions a plain ``open()`` would give it (the umask's), so results
+    are as readable by a team as any other file the user writes.
+    """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp" + dest.suffix, dir=dest.parent)
+    os.fchmod(fd, _FILE_MODE)
     os.close(fd)
     try:
         writer(tmp)

@@ -276,6 +276,25 @@ def test_list_cells_is_stable(site):
     assert names[1].startswith("counted+tinyseg@") and names[3].startswith("fsv+tinyseg@")
 
 
+def test_report_of_a_grid_shows_every_table_with_its_curves(serial, tmp_path):
+    """`crackseg report GRID_DIR`: the tables of results.json (bold best, paper rows), PR curves, figures."""
+    pytest.importorskip("jinja2")
+    runs, _, _ = serial
+    out = tmp_path / "grid.html"
+    r = run_cli("report", str(runs), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    html = out.read_text()
+    results = json.loads((runs / "results.json").read_text())
+    table = results["tables"][0]
+    assert f'<h2 id="main">{table["title"]}</h2>' in html
+    for row in table["rows"]:
+        assert f"<td>{row['label']}" in html
+    assert html.count("<td>↳ paper</td>") == 2 and "<b>" in html  # published rows and the best numbers
+    # one PR chart per test set, a curve per finished row; the qualitative figure embedded
+    assert html.count("<svg") == 2 and html.count('<polyline fill="none"') >= 2 * 4
+    assert 'alt="main qualitative"' in html and 'src="data:image/png;base64,' in html
+
+
 def test_serial_compare_writes_every_table(serial):
     runs, r, counter = serial
     assert len(cell_dirs(runs)) == 4

@@ -75,12 +75,19 @@ def _best(lines: list[tuple[str, str, list[str]]]) -> set[tuple[int, int]]:
     return best
 
 
+def table_lines(table: dict[str, Any], tests: Sequence[dict[str, Any]]
+                ) -> tuple[list[tuple[str, str, list[str]]], set[tuple[int, int]]]:
+    """The printed lines of a table, ``(kind, label, cells)`` with kind ours / paper / diff, and the
+    ``(line, column)`` of the best of our numbers per column (every format shows these in bold)."""
+    lines = _lines(table, tests)
+    return lines, _best(lines)
+
+
 # -- Markdown --------------------------------------------------------------------------------------
 def markdown_table(table: dict[str, Any], tests: Sequence[dict[str, Any]]) -> str:
     """The table as Markdown: title, caption, header, rows (best in bold), footnotes."""
     head = ["Method"] + [f"{t['label']} {m.upper()}" for t in tests for m in METRICS]
-    lines = _lines(table, tests)
-    bold = _best(lines)
+    lines, bold = table_lines(table, tests)
     out = [f"### {table['title']}", ""]
     if table.get("caption"):
         out += [table["caption"], ""]
@@ -149,8 +156,7 @@ def tex_escape(s: str) -> str:
 
 def latex_table(table: dict[str, Any], tests: Sequence[dict[str, Any]]) -> str:
     """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``)."""
-    lines = _lines(table, tests)
-    bold = _best(lines)
+    lines, bold = table_lines(table, tests)
     n = len(tests)
     out = [r"\begin{table}[t]", r"\centering", r"\small"]
     cap = table["title"] + (f". {table['caption']}" if table.get("caption") else "")
