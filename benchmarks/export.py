@@ -1,13 +1,14 @@
 """CPU images/s of an exported ONNX model in onnxruntime vs the same backbone in torch eager.
 
     python benchmarks/export.py [--backbones unet deepcrack-liu] [--tiles 32] [--tile 256] [--batch-size 4]
-                                [--threads 2] [--rounds 3]
+                                [--threads 2] [--rounds 3] [--fp16]
 
 Each backbone (random weights, default parameters) is written as a checkpoint, exported with
 ``crackseg.export.export_onnx`` (checked against torch there), and both predictors run the same
 ``--tiles`` uint8 tiles through ``forward_batch`` (normalisation, padding, sigmoid included), with
 the same thread count. The rounds alternate (torch, onnxruntime, torch, ...) and the median is
-reported. Goal: onnxruntime >= 1.3x torch on CPU.
+reported. Goal: onnxruntime >= 1.3x torch on CPU. ``--fp16`` adds a column for the same model
+exported with ``--fp16``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--fp16", action="store_true", help="also time the --fp16 export")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import onnxruntime as ort
@@ -51,8 +53,9 @@ def main() -> None:
     tiles = np.random.default_rng(0).integers(0, 256, (args.tiles, args.tile, args.tile, 3), dtype=np.uint8)
     print(f"{args.tiles} tiles of {args.tile}x{args.tile}, batch {args.batch_size}, {args.threads} threads, "
           f"torch {torch.__version__}, onnxruntime {ort.__version__}; median of {args.rounds} alternating rounds")
-    print("| backbone | torch eager (img/s) | onnxruntime (img/s) | ratio |")
-    print("|---|---:|---:|---:|")
+    half = " onnxruntime fp16 (img/s) | fp16 ratio |" if args.fp16 else ""
+    print("| backbone | torch eager (img/s) | onnxruntime (img/s) | ratio |" + half)
+    print("|---|---:|---:|---:|" + ("---:|---:|" if args.fp16 else ""))
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.backbones:
             with warnings.catch_warnings():
@@ -61,22 +64,24 @@ def main() -> None:
             ckpt = Path(tmp) / f"{name}.pt"
             torch.save({"format": CHECKPOINT_FORMAT, "kind": "segmentation", "model": model_state(model),
                         "backbone": {"name": name, "params": {}}, "image_size": args.tile, "predict": {}}, ckpt)
-            export_onnx(ckpt, Path(tmp) / f"{name}.onnx")
             options = ort.SessionOptions()
             options.intra_op_num_threads = args.threads
-            session = ort.InferenceSession(str(Path(tmp) / f"{name}.onnx"), options,
-                                           providers=["CPUExecutionProvider"])
-            _, meta = load_onnx(Path(tmp) / f"{name}.onnx")
-            eager = Predictor(model, args.tile, "cpu", batch_size=args.batch_size)
-            onnx = OnnxPredictor(session, meta, batch_size=args.batch_size)
-            _rate(eager, tiles[: args.batch_size], args.batch_size)  # warm-up
-            _rate(onnx, tiles[: args.batch_size], args.batch_size)
-            t_rates, o_rates = [], []
+            predictors = {"torch": Predictor(model, args.tile, "cpu", batch_size=args.batch_size)}
+            for kind in ("fp32", "fp16") if args.fp16 else ("fp32",):
+                path = Path(tmp) / f"{name}-{kind}.onnx"
+                export_onnx(ckpt, path, fp16=kind == "fp16")
+                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                predictors[kind] = OnnxPredictor(session, load_onnx(path)[1], batch_size=args.batch_size)
+            for p in predictors.values():
+                _rate(p, tiles[: args.batch_size], args.batch_size)  # warm-up
+            rates: dict[str, list[float]] = {k: [] for k in predictors}
             for _ in range(args.rounds):
-                t_rates.append(_rate(eager, tiles, args.batch_size))
-                o_rates.append(_rate(onnx, tiles, args.batch_size))
-            t, o = statistics.median(t_rates), statistics.median(o_rates)
-            print(f"| {name} | {t:.2f} | {o:.2f} | {o / t:.2f}x |")
+                for k, p in predictors.items():
+                    rates[k].append(_rate(p, tiles, args.batch_size))
+            med = {k: statistics.median(v) for k, v in rates.items()}
+            t, o = med["torch"], med["fp32"]
+            extra = f" {med['fp16']:.2f} | {med['fp16'] / t:.2f}x |" if args.fp16 else ""
+            print(f"| {name} | {t:.2f} | {o:.2f} | {o / t:.2f}x |" + extra)
 
 
 if __name__ == "__main__":

@@ -358,16 +358,15 @@ def measure_summary(instances: list[Any], images: list[Any], opt: MeasureOptions
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write.")
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset version (14-23).")
 @click.option("--dynamic", is_flag=True, help="Any input height and width (default: the run's window size).")
-@click.option("--fp16", is_flag=True, help="Half-precision weights (not available yet).")
+@click.option("--fp16", is_flag=True, help="Half-precision weights and arithmetic (float32 in and out; half the size).")
 def export(source: str, fmt: str, out: str, opset: int, dynamic: bool, fp16: bool) -> None:
     """Export a finished run's backbone (RUN_DIR or CHECKPOINT) for deployment without PyTorch."""
-    if fp16:
-        raise CracksegError("--fp16 is not implemented yet; export in fp32 (the default)")
     from .export import export_onnx
 
-    res = export_onnx(source, out, opset=opset, dynamic=dynamic)
+    res = export_onnx(source, out, opset=opset, dynamic=dynamic, fp16=fp16)
     sizes = " and ".join(f"{s}x{s}" for s in res.sizes)
-    click.echo(f"wrote {res.path} ({res.path.stat().st_size / 2**20:.1f} MiB, {res.exporter} exporter, opset {opset}); "
+    click.echo(f"wrote {res.path} ({res.path.stat().st_size / 2**20:.1f} MiB, {res.exporter} exporter, opset {opset}"
+               f"{', fp16' if fp16 else ''}); "
                f"matches the torch model to {res.max_diff:.1e} at {sizes}")
     click.echo(f"run it without torch: crackseg predict {res.path} PHOTOS --out DIR")
 

@@ -121,7 +121,27 @@ def test_predict_onnx_matches_checkpoint_and_never_imports_torch(tmp_path):
     assert (tmp_path / "onnx" / "overlay" / "p.png").is_file()
 
 
-@pytest.mark.parametrize("case", ["not-a-run", "bad-suffix", "corrupt-onnx", "foreign-onnx", "fp16"])
+def test_fp16_export_is_half_the_size_and_predicts_like_torch(tmp_path):
+    pytest.importorskip("onnxconverter_common")
+    ckpt = write_checkpoint(tmp_path / "ckpt.pt", "deepcrack-liu", BACKBONES["deepcrack-liu"])
+    assert run_main("export", str(ckpt), "--out", str(tmp_path / "m32.onnx")).returncode == 0
+    r = run_main("export", str(ckpt), "--out", str(tmp_path / "m16.onnx"), "--fp16")
+    assert r.returncode == 0, r.stderr
+    assert "fp16" in r.stdout and "matches the torch model" in r.stdout
+    assert (tmp_path / "m16.onnx").stat().st_size < 0.6 * (tmp_path / "m32.onnx").stat().st_size
+    from crackseg.onnx_model import load_onnx
+
+    assert load_onnx(tmp_path / "m16.onnx")[1]["precision"] == "fp16"
+    photo = np.random.default_rng(3).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    write_png(tmp_path / "photos" / "p.png", photo)
+    for src, out in ((ckpt, "torch"), (tmp_path / "m16.onnx", "half")):
+        r = run_main("predict", str(src), str(tmp_path / "photos"), "--out", str(tmp_path / out), "-q")
+        assert r.returncode == 0, r.stderr
+    a, b = read_gray(tmp_path / "torch" / "prob" / "p.png"), read_gray(tmp_path / "half" / "prob" / "p.png")
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 13  # 0.05 of the probability range
+
+
+@pytest.mark.parametrize("case", ["not-a-run", "bad-suffix", "corrupt-onnx", "foreign-onnx"])
 def test_export_and_onnx_predict_bad_input(tmp_path, case):
     write_png(tmp_path / "photos" / "p.png", np.zeros((32, 32, 3), np.uint8))
     if case == "not-a-run":
@@ -131,8 +151,6 @@ def test_export_and_onnx_predict_bad_input(tmp_path, case):
     elif case == "bad-suffix":
         ckpt = write_checkpoint(tmp_path / "c.pt", "deepcrack-liu", BACKBONES["deepcrack-liu"])
         args, expected = ["export", str(ckpt), "--out", str(tmp_path / "m.bin")], "must end in .onnx"
-    elif case == "fp16":
-        args, expected = ["export", str(tmp_path / "c.pt"), "--out", str(tmp_path / "m.onnx"), "--fp16"], "--fp16"
     else:
         model = tmp_path / "m.onnx"
         if case == "corrupt-onnx":
