@@ -1,74 +1,95 @@
-"""Benchmark of the CAM pseudo-labelers on CFD.
+"""Pseudo-label quality of every CAM labeler: classifier trained on DeepCrack-train, scored on CFD and DeepCrack-test.
 
-Trains a patch classifier from scratch (weak labels derived from the CFD masks,
-a fixed budget of patches and epochs), then produces every labeler's
-pseudo-labels and prints a table: the classifier's held-out patch F1 and each
-labeler's ODS / OIS / AP (CrackCLIP protocol, soft maps vs ground truth) and
-seconds per image.
+A patch classifier is trained once on DeepCrack-train (weak labels derived from its masks),
+then every labeler turns it into pseudo-labels of all 118 CFD images and the DeepCrack-test
+images; the table gives each labeler's ODS / OIS / AP (CrackCLIP protocol, soft maps against
+the ground truth), the F1 of its binary masks and the seconds per image. ``--tuned FILE``
+adds a row per YAML layer of ``crackseg tune`` (its labeler section applied on top of the
+defaults), so defaults and tuned values are compared on the same classifier.
 
-    .venv/bin/python benchmarks/labelers.py                      # CPU, a few minutes
-    .venv/bin/python benchmarks/labelers.py --device cuda --arch resnet50 \
-        --epochs 3 --patches-per-epoch 0 --images 0 --all-methods   # GPU, closer to the paper
+    .venv/bin/python benchmarks/labelers.py                    # CPU: resnet18, short budget, ~10 min on 2 cores
+    python benchmarks/labelers.py --device cuda --arch resnet50 --epochs 3 --patches-per-epoch 0 --images 0
 
-Skips with a message when ``../shared/datasets/cfd`` (or ``--root``) is absent.
+No ImageNet weights can be downloaded where this runs: the classifier starts from random
+weights unless ``--weights FILE`` names a local file (the table says which).
+Skips with a message when the datasets are absent (``--deepcrack``, ``--cfd``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cfd"
-FAST = ["gradcam", "gradcam++", "xgradcam", "layercam", "eigencam", "hirescam", "cam-crf", "cam-location",
-        "cam-location:koenig"]
-
-
-def load_cfd(root: Path) -> list:
-    from crackseg.data import file_sample
-
-    stems = [s.strip() for s in (root / "splits" / "all.txt").read_text().split() if s.strip()]
-    return [file_sample(root / "images" / f"{s}.jpg", root / "masks" / f"{s}.png", s) for s in stems]
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+LABELERS = ["gradcam", "gradcam++", "xgradcam", "layercam", "eigencam", "hirescam", "cam-crf", "cam-location",
+            "cam-location:koenig"]
 
 
-def scores(pairs: list) -> tuple[float, float, float]:
-    """ODS / OIS / AP of (stem, soft [0,1], gt bool) triples, CrackCLIP protocol."""
+def folder(root: Path, split: str, limit: int = 0) -> list:
+    from crackseg.data import load_samples
+
+    return load_samples({"name": "folder", "root": str(root)}, split, limit)
+
+
+def scores(samples: list, labels: list) -> dict[str, float]:
+    """ODS / OIS / AP of the soft maps (CrackCLIP protocol) and the F1 of the binary masks, pooled."""
     import numpy as np
 
-    try:
-        from crackseg.metrics import MetricAccumulator
-    except ImportError:  # pragma: no cover - metrics not installed
-        MetricAccumulator = None
-    if MetricAccumulator is not None:
-        acc = MetricAccumulator("crackclip")
-        for stem, soft, gt in pairs:
-            acc.add(stem, np.clip(soft * 255.0 + 0.5, 0, 255).astype(np.uint8), gt)
-        r = acc.result()
-        return r.ods, r.ois, r.ap
-    raise SystemExit("crackseg.metrics is missing")
+    from crackseg.metrics import MetricAccumulator
+
+    acc = MetricAccumulator("crackclip")
+    tp = fp = fn = 0
+    for s, pl in zip(samples, labels):
+        gt = s.mask()
+        acc.add(s.stem, np.clip(pl.soft * 255.0 + 0.5, 0, 255).astype(np.uint8), gt)
+        tp += int((pl.binary & gt).sum())
+        fp += int((pl.binary & ~gt).sum())
+        fn += int((~pl.binary & gt).sum())
+    r = acc.result()
+    return {"ods": r.ods, "ois": r.ois, "ap": r.ap, "bin_f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0}
+
+
+def tuned_layers(paths: list[Path]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(row name, labeler, params) of each ``crackseg tune`` YAML layer."""
+    import yaml
+
+    out = []
+    for p in paths:
+        section = dict((yaml.safe_load(p.read_text()) or {}).get("labeler") or {})
+        name = str(section.pop("name"))
+        out.append((f"{name} (tuned: {p.name})", name, section))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    ap.add_argument("--deepcrack", type=Path, default=SHARED / "deepcrack")
+    ap.add_argument("--cfd", type=Path, default=SHARED / "cfd")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--arch", default="resnet18")
+    ap.add_argument("--weights", default=None, help="local ImageNet weights for the classifier (default: none)")
     ap.add_argument("--patch-size", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--patches-per-epoch", type=int, default=1200, help="0 = all")
+    ap.add_argument("--patches-per-epoch", type=int, default=1500, help="0 = all")
     ap.add_argument("--augment", default="random")
-    ap.add_argument("--images", type=int, default=8, help="images to label (0 = all 118)")
-    ap.add_argument("--cam-stride", type=int, default=0, help="CAM patch stride (0 = the labelers' default)")
-    ap.add_argument("--all-methods", action="store_true", help="also scorecam, ablationcam, ... (slow)")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--train-images", type=int, default=0, help="DeepCrack-train images (0 = all 300)")
+    ap.add_argument("--images", type=int, default=24, help="images per test set (0 = all: 118 CFD, 237 DeepCrack)")
+    ap.add_argument("--labelers", nargs="+", default=LABELERS, help="NAME or NAME:PRESET")
+    ap.add_argument("--tuned", type=Path, nargs="*", default=[], help="YAML layers written by crackseg tune")
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=None, help="folder for the classifier (default: temporary)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = ap.parse_args(argv)
 
-    if not (args.root / "images").is_dir():
-        print(f"SKIP: CFD not found at {args.root} (pass --root)")
-        return 0
+    for root in (args.deepcrack, args.cfd):
+        if not (root / "images").is_dir():
+            print(f"SKIP: no dataset at {root} (pass --deepcrack / --cfd)")
+            return 0
     import torch
 
     import crackseg
@@ -76,65 +97,62 @@ def main(argv: list[str] | None = None) -> int:
     from crackseg_cam.classifier import classifier_config, load_classifier, metrics_path, train_classifier
 
     torch.set_num_threads(args.threads)
-    samples = load_cfd(args.root)
-    work = args.work or Path(tempfile.mkdtemp(prefix="cam-bench-"))
+    train = folder(args.deepcrack, "train", args.train_images)
+    tests = {"CFD": folder(args.cfd, "all", args.images), "DeepCrack-test": folder(args.deepcrack, "test", args.images)}
+    work = args.work or Path(tempfile.mkdtemp(prefix="labelers-bench-"))
     cfg = classifier_config({
-        "arch": args.arch, "patch_size": args.patch_size, "stride": args.patch_size // 2,
-        "epochs": args.epochs, "batch_size": 16, "augment": args.augment, "val_fraction": 0.1,
-        "max_patches_per_epoch": args.patches_per_epoch or None, "chunk_images": 16,
+        "arch": args.arch, "weights": args.weights, "patch_size": args.patch_size, "stride": args.patch_size // 2,
+        "epochs": args.epochs, "batch_size": 32 if args.device.startswith("cuda") else 16, "augment": args.augment,
+        "val_fraction": 0.1, "max_patches_per_epoch": args.patches_per_epoch or None, "chunk_images": 16,
     })
     t0 = time.perf_counter()
-    ckpt = train_classifier(samples, cfg, work / "classifier.pt", args.device, seed=0, resume=True, quiet=True)
+    ckpt = train_classifier(train, cfg, work / "classifier.pt", args.device, seed=0, resume=True, quiet=True)
     train_s = time.perf_counter() - t0
-    import json
-
     m = json.loads(metrics_path(ckpt).read_text())
     clf = load_classifier(ckpt, args.device)
-    n = len(samples) if args.images == 0 else min(args.images, len(samples))
-    subset = samples[:n]
-    gts = [s.mask() for s in subset]
-    ctx = LabelContext(device=args.device, work_dir=work, quiet=True, batch_size=32)
-    methods = list(FAST)
-    if args.all_methods:
-        from crackseg_cam import CAM_METHODS
-
-        methods = [k for k in CAM_METHODS] + ["cam-crf", "cam-location", "cam-location:koenig"]
-    rows = []
-    for spec in methods:
+    ctx = LabelContext(device=args.device, work_dir=work, quiet=True, batch_size=64)
+    runs: list[tuple[str, str, dict[str, Any]]] = []
+    for spec in args.labelers:
         name, _, preset = spec.partition(":")
-        params = {"preset": preset} if preset else {}
-        if args.cam_stride and name != "cam-location":
-            params["stride"] = args.cam_stride
+        runs.append((f"{spec} (defaults)", name, {"preset": preset} if preset else {}))
+    runs += tuned_layers(args.tuned)
+    rows = []
+    for row_name, name, params in runs:
+        params = {k: v for k, v in params.items() if k != "classifier"}
         lab = crackseg.create_labeler(name, **params)
-        lab.classifier = clf
-        t = time.perf_counter()
-        labels = lab.label(subset, ctx)
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        dt = (time.perf_counter() - t) / n
-        ods, ois, apv = scores([(s.stem, pl.soft, g) for s, pl, g in zip(subset, labels, gts)])
-        bin_f1 = _binary_f1([pl.binary for pl in labels], gts)
-        rows.append((spec, ods, ois, apv, bin_f1, dt))
-        print(f"  {spec:22s} ODS {ods:.4f} OIS {ois:.4f} AP {apv:.4f} bin-F1 {bin_f1:.4f} {dt:.2f} s/img",
-              file=sys.stderr)
+        lab.classifier = clf  # the one classifier trained above
+        row: dict[str, Any] = {"labeler": row_name}
+        seconds = images = 0.0
+        for tname, samples in tests.items():
+            t = time.perf_counter()
+            labels = lab.label(samples, ctx)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            seconds += time.perf_counter() - t
+            images += len(samples)
+            row[tname] = scores(samples, labels)
+        row["s_per_image"] = seconds / images
+        rows.append(row)
+        print(f"  {row_name:36s} " + "  ".join(f"{t} ODS {100 * row[t]['ods']:.2f}" for t in tests)
+              + f"  {row['s_per_image']:.2f} s/img", file=sys.stderr, flush=True)
 
-    dev = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU ({args.threads} thread)"
-    print(f"\nCFD, {n} images labelled; classifier {args.arch}, {args.patch_size}-px patches, {args.epochs} epochs "
-          f"x {args.patches_per_epoch or 'all'} patches ({args.augment} aug), trained in {train_s:.0f} s on {dev}")
-    print(f"patch classifier (held-out images, {m['patches']} patches): accuracy {m['accuracy']:.3f} "
-          f"precision {m['precision']:.3f} recall {m['recall']:.3f} F1 {m['f1']:.3f}\n")
-    print("| labeler | ODS (%) | OIS (%) | AP (%) | binary F1 (%) | s / image |")
-    print("|---|---|---|---|---|---|")
-    for spec, ods, ois, apv, bf1, dt in rows:
-        print(f"| {spec} | {100 * ods:.2f} | {100 * ois:.2f} | {100 * apv:.2f} | {100 * bf1:.2f} | {dt:.2f} |")
+    dev = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU ({args.threads} threads)"
+    init = f"initialised from {args.weights}" if args.weights else "trained from random weights (no ImageNet file)"
+    print(f"\nclassifier: {args.arch}, {init}; {len(train)} DeepCrack-train images, {args.patch_size}-px patches, "
+          f"{args.epochs} epochs x {args.patches_per_epoch or 'all'} patches ({args.augment} augmentation), "
+          f"{train_s:.0f} s on {dev}")
+    print(f"held-out patches ({m['patches']}): accuracy {m['accuracy']:.3f}, precision {m['precision']:.3f}, "
+          f"recall {m['recall']:.3f}, F1 {m['f1']:.3f}")
+    print("test images: " + ", ".join(f"{t} {len(s)}" for t, s in tests.items()) + "\n")
+    head = " | ".join(f"{t} ODS | {t} OIS | {t} AP | {t} bin-F1" for t in tests)
+    print(f"| labeler | {head} | s / image |")
+    print("|---|" + "---:|" * (4 * len(tests) + 1))
+    for row in rows:
+        cells = " | ".join(f"{100 * row[t][k]:.2f}" for t in tests for k in ("ods", "ois", "ap", "bin_f1"))
+        print(f"| {row['labeler']} | {cells} | {row['s_per_image']:.2f} |")
+    if args.json:
+        args.json.write_text(json.dumps({"classifier": m, "train_s": train_s, "device": dev, "rows": rows}, indent=1))
     return 0
-
-
-def _binary_f1(preds: list, gts: list) -> float:
-    tp = sum(int((p & g).sum()) for p, g in zip(preds, gts))
-    fp = sum(int((p & ~g).sum()) for p, g in zip(preds, gts))
-    fn = sum(int((~p & g).sum()) for p, g in zip(preds, gts))
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
 if __name__ == "__main__":
