@@ -480,8 +480,6 @@ def tune(labeler: str, data: str, split: str | None, annotated: int, trials: int
                         prune_every, not no_prune, shared_dir, device, seed, config_file, sets, quiet)
     tuning.log(f"tune: {labeler} on {len(setup.annotated)} annotated images; searching "
                + "; ".join(p.describe() for p in setup.space.values()), quiet)
-    tuning.log(f"preparing the labeler once (cached in {setup.shared_dir})", quiet)
-    tuning.prepared_labeler(setup, {}, quiet=quiet)
     try:
         result = tuning.run_study(setup, trials, timeout=timeout, quiet=quiet)
     except KeyboardInterrupt:
@@ -489,7 +487,7 @@ def tune(labeler: str, data: str, split: str | None, annotated: int, trials: int
                    f"command to continue", err=True)
         raise click.exceptions.Exit(130) from None
     command = _tune_command(labeler, data, split, annotated, trials, out, study, study_name, params, objective,
-                            protocol, prune_every, no_prune, shared_dir, seed, config_file, sets)
+                            protocol, prune_every, no_prune, shared_dir, device, seed, config_file, sets)
     write_text(out, tuning.layer_text(setup, result, command, out))
     default = f"{result.default_value:.4f}" if result.default_value is not None else "not measured"
     click.echo(f"{result.finished} trials in {setup.study_path} ({result.ran} run now, {result.pruned} pruned); "
@@ -562,8 +560,8 @@ def _tune_device(requested: str) -> str:
 
 def _tune_command(labeler: str, data: str, split: str | None, annotated: int, trials: int, out: str,
                   study: str | None, study_name: str | None, params: tuple[str, ...], objective: str, protocol: str,
-                  prune_every: int, no_prune: bool, shared_dir: str | None, seed: int, config_file: str | None,
-                  sets: tuple[str, ...]) -> str:
+                  prune_every: int, no_prune: bool, shared_dir: str | None, device: str, seed: int,
+                  config_file: str | None, sets: tuple[str, ...]) -> str:
     """The ``crackseg tune`` command line that reproduces (continues) this study."""
     import shlex
 
@@ -585,6 +583,8 @@ def _tune_command(labeler: str, data: str, split: str | None, annotated: int, tr
         args += ["--prune-every", str(prune_every)]
     if no_prune:
         args.append("--no-prune")
+    if device != "auto":
+        args += ["--device", device]
     if seed:
         args += ["--seed", str(seed)]
     for s in sets:

@@ -307,6 +307,8 @@ def run_study(setup: TuneSetup, trials: int, *, timeout: float | None = None, qu
                              protocol=setup.protocol, chunk=setup.chunk, report=report)
 
     if todo > 0:
+        log(f"preparing the labeler once (what it trains is cached in {setup.shared_dir})", quiet)
+        prepared_labeler(setup, {}, quiet=quiet)
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
