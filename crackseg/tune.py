@@ -282,10 +282,27 @@ def _plain(data: Any) -> Any:
 def run_study(setup: TuneSetup, trials: int, *, timeout: float | None = None, quiet: bool = False) -> TuneResult:
     """Run the study until it holds ``trials`` finished trials (or ``timeout`` seconds pass)."""
     optuna = require_optuna()
-    from optuna.trial import TrialState
-
     if trials < 1:
         raise ConfigError(f"--trials {trials}: give at least 1")
+    with _optuna_silenced(optuna):
+        return _run_study(optuna, setup, trials, timeout, quiet)
+
+
+@contextlib.contextmanager
+def _optuna_silenced(optuna: Any) -> Iterator[None]:
+    """Only optuna's errors are logged: the progress bar and the summary say the rest, and a failed
+    trial's traceback would repeat the one-line error that follows it."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _run_study(optuna: Any, setup: TuneSetup, trials: int, timeout: float | None, quiet: bool) -> TuneResult:
+    from optuna.trial import TrialState
+
     study = open_study(setup)
     masks = {s.stem: s.mask() for s in setup.annotated}
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -309,13 +326,8 @@ def run_study(setup: TuneSetup, trials: int, *, timeout: float | None = None, qu
     if todo > 0:
         log(f"preparing the labeler once (what it trains is cached in {setup.shared_dir})", quiet)
         prepared_labeler(setup, {}, quiet=quiet)
-        verbosity = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        try:
-            study.optimize(objective, n_trials=todo, timeout=timeout, show_progress_bar=not quiet,
-                           callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished)])
-        finally:
-            optuna.logging.set_verbosity(verbosity)
+        study.optimize(objective, n_trials=todo, timeout=timeout, show_progress_bar=not quiet,
+                       callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished)])
     return summarise(study, ran)
 
 

@@ -26,6 +26,8 @@ optuna = pytest.importorskip("optuna")
 
 #: every `prepare` that trained the test labeler's artefact (a file it writes), across invocations
 TRAINED: list[str] = []
+#: label() calls left before the test labeler raises KeyboardInterrupt (None: never)
+INTERRUPT_AFTER: list[int | None] = [None]
 
 
 # -- a third party's labeler, declared like any plugin's --------------------------------------
@@ -45,6 +47,8 @@ class DarkParams:
 class DarkLabeler:
     def __init__(self, **params):
         self.p = DarkParams(**params)
+        if self.p.spread <= 0:
+            raise ConfigError(f"labeler parameter 'spread' must be > 0, got {self.p.spread}")
         self.level = None
 
     def artefacts(self):
@@ -59,6 +63,10 @@ class DarkLabeler:
         self.level = json.loads(path.read_text())["level"]
 
     def label(self, samples, context):
+        if INTERRUPT_AFTER[0] is not None:
+            INTERRUPT_AFTER[0] -= 1
+            if INTERRUPT_AFTER[0] < 0:
+                raise KeyboardInterrupt  # Ctrl-C in the middle of a trial
         out = []
         for s in samples:
             g = s.load_image().astype(np.float64).mean(axis=2)
@@ -104,6 +112,7 @@ class TunePlugin:
 @pytest.fixture
 def plugin():
     TRAINED.clear()
+    INTERRUPT_AFTER[0] = None
     with registered_plugin(TunePlugin(), "tune-test"):
         yield
 
@@ -253,6 +262,23 @@ def test_rerunning_continues_the_study(plugin, tmp_path):
     assert "5 trials" in (tmp_path / "tuned.yaml").read_text()
 
 
+def test_an_interrupted_tune_resumes_without_rerunning_finished_trials(plugin, tmp_path):
+    INTERRUPT_AFTER[0] = 3 * 3 + 1  # 5 images in chunks of 2: 3 label() calls a trial; stop inside the 4th
+    r = tune(tmp_path, "--no-prune", "--prune-every", "2", trials=6)
+    assert r.returncode == 130 and "rerun the same command to continue" in r.stderr
+    assert not (tmp_path / "tuned.yaml").exists()  # nothing half-written
+    states = [t.state.name for t in _study(tmp_path).trials]
+    assert states == ["COMPLETE"] * 3 + ["FAIL"]
+    done = [t.params for t in _study(tmp_path).trials[:3]]
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    INTERRUPT_AFTER[0] = None
+    r = tune(tmp_path, "--no-prune", "--prune-every", "2", trials=6)
+    assert r.returncode == 0, r.stderr
+    study = _study(tmp_path)
+    assert "(3 run now" in r.stdout and [t.params for t in study.trials[:3]] == done
+    assert [t.state.name for t in study.trials].count("COMPLETE") == 6
+
+
 def test_an_artefact_parameter_named_with_param_is_searched_and_each_artefact_trained_once(plugin, tmp_path):
     r = tune(tmp_path, "--param", "bank=1,2", "--no-prune", trials=6)
     assert r.returncode == 0, r.stderr
@@ -277,7 +303,7 @@ def _no_masks_folder(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", ["annotated-0", "no-masks", "unknown-param", "nothing-tunable", "bad-range",
-                                  "other-settings", "trials-0", "unknown-key", "no-optuna"])
+                                  "other-settings", "trials-0", "unknown-key", "no-optuna", "bad-value-in-a-trial"])
 def test_bad_input_is_one_line_and_exit_2(plugin, tmp_path, monkeypatch, case):
     out = str(tmp_path / "t.yaml")
     base = ["tune", "--labeler", "tune-dark", *DATA, "--out", out, "--trials", "2", "--quiet"]
@@ -292,6 +318,7 @@ def test_bad_input_is_one_line_and_exit_2(plugin, tmp_path, monkeypatch, case):
         "trials-0": (base[:-3] + ["--trials", "0"], "--trials 0"),
         "unknown-key": (base + ["--set", "train.epochs=1"], "not used by `crackseg tune`"),
         "no-optuna": (base, "pip install 'crackseg[tune]'"),
+        "bad-value-in-a-trial": (base + ["--param", "spread=-2:-1"], "'spread' must be > 0"),
     }[case]
     if case == "other-settings":
         assert run_main(*base).returncode == 0
