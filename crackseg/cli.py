@@ -35,6 +35,7 @@ from .config import (
 from .data import load_samples
 from .distributed import detect, init, launch_local, resolve_device
 from .errors import ConfigError, CracksegError
+from .io import write_text
 from .labeler import LabelContext, declared_artefacts
 from .layers import load_yaml, parse_set
 from .measure import TRAVEL_DIRECTIONS, MeasureOptions, measure_folder
@@ -442,6 +443,168 @@ def label(labeler: str, data: str, split: str, out: str, device: str, seed: int,
     files = write_pseudo_labels(lab, samples, Path(out), ctx, env, name=labeler)
     if env.is_main:
         click.echo(f"wrote {len(files)} pseudo-labels to {out} (soft maps in {Path(out) / 'soft'})")
+
+
+@cli.command()
+@click.option("--labeler", required=True, help="Pseudo-labeler name (crackseg list labelers).")
+@click.option("--data", required=True, help="Dataset name or folder path.")
+@click.option("--split", help="Split whose annotated images are scored (default: the data's train_split).")
+@click.option("--annotated", type=int, default=10, show_default=True,
+              help="Score on the first N images of the split that have a mask.")
+@click.option("--trials", type=int, default=30, show_default=True,
+              help="Finished trials the study should hold; rerunning continues up to this many.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The YAML config layer to write.")
+@click.option("--study", type=click.Path(dir_okay=False), help="The study's SQLite file (default OUT.study.db).")
+@click.option("--study-name", help="Study name inside that file (default tune-<labeler>).")
+@click.option("--param", "params", multiple=True, metavar="NAME[=LO:HI|=LO:HI:log|=a,b]",
+              help="Search this labeler parameter too, or over this range instead of the declared one.")
+@click.option("--objective", type=click.Choice(("binary", "soft")), default="binary", show_default=True,
+              help="binary: F of the binary masks (what `run` trains on); soft: ODS of the soft maps.")
+@click.option("--protocol", type=click.Choice(PROTOCOLS), default=PROTOCOLS[0], show_default=True,
+              help="How F is pooled over the images (see README, Metric protocols).")
+@click.option("--prune-every", type=int, default=0,
+              help="Images between intermediate scores for pruning (default: a fifth of them).")
+@click.option("--no-prune", is_flag=True, help="Score every trial on every image (no early stopping).")
+@click.option("--timeout", type=float, help="Start no trial after this many seconds.")
+@click.option("--shared-dir", type=click.Path(file_okay=False),
+              help="Cache of what the labeler trains (default: next to the study); `run --set shared_dir=` reuses it.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML with labeler: and data: sections.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Fix a parameter (not searched), e.g. labeler.iterations=5, or set data keys.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or log lines (the result is still printed).")
+def tune(labeler: str, data: str, split: str | None, annotated: int, trials: int, out: str, study: str | None,
+         study_name: str | None, params: tuple[str, ...], objective: str, protocol: str, prune_every: int,
+         no_prune: bool, timeout: float | None, shared_dir: str | None, device: str, seed: int,
+         config_file: str | None, sets: tuple[str, ...], quiet: bool) -> None:
+    """Calibrate a labeler on a few annotated images: search its parameters for the best pseudo-label F.
+
+    Writes OUT, a config layer with the best parameters for `run`, `label` and `compare`
+    (--config OUT). The study is kept in a SQLite file: rerunning the same command continues it.
+    """
+    from . import tune as tuning
+
+    tuning.require_optuna()
+    if trials < 1:
+        raise ConfigError(f"--trials {trials}: give at least 1")
+    if annotated < 1:
+        raise ConfigError(f"--annotated {annotated}: tune needs at least one annotated image (a mask); "
+                          f"e.g. --annotated 10")
+    setup = _tune_setup(labeler, data, split, annotated, out, study, study_name, params, objective, protocol,
+                        prune_every, not no_prune, shared_dir, device, seed, config_file, sets, quiet)
+    tuning.log(f"tune: {labeler} on {len(setup.annotated)} annotated images; searching "
+               + "; ".join(p.describe() for p in setup.space.values()), quiet)
+    try:
+        result = tuning.run_study(setup, trials, timeout=timeout, quiet=quiet)
+    except KeyboardInterrupt:
+        click.echo(f"crackseg: interrupted; finished trials are kept in {setup.study_path}: rerun the same "
+                   f"command to continue", err=True)
+        raise click.exceptions.Exit(130) from None
+    command = _tune_command(labeler, data, split, annotated, trials, out, study, study_name, params, objective,
+                            protocol, prune_every, no_prune, shared_dir, device, seed, config_file, sets)
+    write_text(out, tuning.layer_text(setup, result, command, out))
+    default = f"{result.default_value:.4f}" if result.default_value is not None else "not measured"
+    click.echo(f"{result.finished} trials in {setup.study_path} ({result.ran} run now, {result.pruned} pruned); "
+               f"best pseudo-label F {result.best_value:.4f} (trial {result.best_trial}), defaults {default}")
+    click.echo("best: " + ", ".join(f"{k}={v!r}" for k, v in result.best_params.items()))
+    click.echo(f"wrote {out}; use it: crackseg run --config {out} ...")
+
+
+def _tune_setup(labeler: str, data: str, split: str | None, annotated: int, out: str, study: str | None,
+                study_name: str | None, params: tuple[str, ...], objective: str, protocol: str, prune_every: int,
+                prune: bool, shared_dir: str | None, device: str, seed: int, config_file: str | None,
+                sets: tuple[str, ...], quiet: bool) -> Any:
+    """The :class:`crackseg.tune.TuneSetup` of the ``tune`` command's options (every check before any work)."""
+    from . import tune as tuning
+    from .components import get_entry
+    from .data import train_samples
+    from .plugins.blame import plugin_error
+    from .search_space import DeclarationError, build_space, parse_param_options
+
+    raw = merge_layers([load_yaml(config_file) if config_file else {},
+                        {"labeler": {"name": labeler}, "data": data_spec(data)}, parse_set(list(sets))])
+    unknown = sorted(set(raw) - set(_LABEL_KEYS))
+    if unknown:
+        raise ConfigError(f"config key {unknown[0]!r} is not used by `crackseg tune` "
+                          f"(valid: {', '.join(_LABEL_KEYS)})")
+    resolve_section("labelers", raw["labeler"], "labeler")  # checks the fixed parameters
+    fixed = {k: v for k, v in raw["labeler"].items() if k != "name"}
+    entry = get_entry("labelers", labeler)
+    owner = f"labeler {labeler!r}"
+    try:
+        space = build_space(entry.params, parse_param_options(params), set(fixed), owner)
+    except DeclarationError as exc:
+        raise plugin_error("labelers", labeler, f"its tune ranges: {exc}") from None
+    named = parse_param_options(params)
+    for name, artefacts in tuning.artefact_changing(labeler, fixed, space).items():
+        if name not in named:
+            del space[name]
+            tuning.log(f"tune: not searching {name!r}: it changes what the labeler trains ({', '.join(artefacts)}), "
+                       f"so each trial would train again; name it with --param {name} to search it anyway", quiet)
+    if not space:
+        raise ConfigError(f"{owner} has nothing to tune: its params declare no tune range "
+                          f"(field(metadata={{'tune': (lo, hi)}})) that is not fixed by --set/--config; "
+                          f"name parameters with --param NAME=LO:HI")
+    data_section = resolve_data_section(raw["data"])
+    split = split or data_section["train_split"]
+    samples = load_samples(data_section, split)
+    chosen = tuning.annotated_samples(samples, annotated, f"split {split!r} of dataset {data_section['name']!r}")
+    train = train_samples(data_section)
+    study_path = Path(study) if study else Path(f"{out}.study.db")
+    return tuning.TuneSetup(
+        name=labeler, fixed=fixed, space=space, data=data_section, train=train, annotated=chosen,
+        study_path=study_path, study_name=study_name or f"tune-{labeler}",
+        shared_dir=Path(shared_dir) if shared_dir else study_path.with_name(study_path.stem + ".shared"),
+        objective=objective, protocol=protocol, chunk=prune_every or max(1, -(-len(chosen) // 5)), seed=seed,
+        device=_tune_device(device), prune=prune, defaults=entry.param_defaults(),
+    )
+
+
+def _tune_device(requested: str) -> str:
+    """``--device``: ``cpu`` needs no torch (a labeler may not use it); ``auto`` without torch is the CPU."""
+    if requested == "cpu":
+        return "cpu"
+    try:
+        return resolve_device(requested)
+    except ModuleNotFoundError:
+        if requested == "auto":
+            return "cpu"
+        raise
+
+
+def _tune_command(labeler: str, data: str, split: str | None, annotated: int, trials: int, out: str,
+                  study: str | None, study_name: str | None, params: tuple[str, ...], objective: str, protocol: str,
+                  prune_every: int, no_prune: bool, shared_dir: str | None, device: str, seed: int,
+                  config_file: str | None, sets: tuple[str, ...]) -> str:
+    """The ``crackseg tune`` command line that reproduces (continues) this study."""
+    import shlex
+
+    args = ["crackseg", "tune", "--labeler", labeler, "--data", data]
+    if split:
+        args += ["--split", split]
+    args += ["--annotated", str(annotated), "--trials", str(trials), "--out", out]
+    for flag, value in (("--study", study), ("--study-name", study_name), ("--shared-dir", shared_dir),
+                        ("--config", config_file)):
+        if value:
+            args += [flag, value]
+    for p in params:
+        args += ["--param", p]
+    if objective != "binary":
+        args += ["--objective", objective]
+    if protocol != PROTOCOLS[0]:
+        args += ["--protocol", protocol]
+    if prune_every:
+        args += ["--prune-every", str(prune_every)]
+    if no_prune:
+        args.append("--no-prune")
+    if device != "auto":
+        args += ["--device", device]
+    if seed:
+        args += ["--seed", str(seed)]
+    for s in sets:
+        args += ["--set", s]
+    return shlex.join(args)
 
 
 cli.add_command(compare)

@@ -1,7 +1,9 @@
 """Parameter schemas of the cam plugin (light: no numpy/torch, imported at registration).
 
 Each dataclass field is a config key; ``crackseg list labelers`` and config
-validation read them. Every CAM labeler has a ``classifier`` section: the patch
+validation read them. ``metadata={"tune": ...}`` declares the range ``crackseg tune``
+searches (see :mod:`crackseg.search_space`): only post-processing parameters, which
+change the labels without retraining the classifier. Every CAM labeler has a ``classifier`` section: the patch
 classifier it trains (or loads from ``checkpoint``), e.g.
 ``--set labeler.classifier.arch=resnet18``.
 """
@@ -9,7 +11,7 @@ classifier it trains (or loads from ``checkpoint``), e.g.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from crackseg.errors import ConfigError
 
@@ -27,6 +29,15 @@ CAM_METHODS: dict[str, str] = {
     "scorecam": "ScoreCAM",
     "ablationcam": "AblationCAM",
 }
+
+
+#: CAM methods ``crackseg tune`` tries for ``cam-crf`` (the gradient ones: fast; score/ablation CAMs are not)
+TUNE_CAM_METHODS = ["gradcam", "gradcam++", "xgradcam", "layercam"]
+
+
+def tuned(default: Any, tune: Any, log: bool = False) -> Any:
+    """A field with its default and the range (or choices) ``crackseg tune`` searches."""
+    return field(default=default, metadata={"tune": tune, "log": log})
 
 
 @dataclass
@@ -76,11 +87,11 @@ class CamParams:
     #: stride between patches; null = half the patch size (overlaps are averaged)
     stride: int | None = None
     #: prob = multiply each patch map by p(crack); hard = by 0/1; none = no gate
-    gate: Literal["prob", "hard", "none"] = "prob"
+    gate: Literal["prob", "hard", "none"] = tuned("prob", True)
     #: patches with p(crack) below this contribute nothing (prob and hard gates)
-    gate_threshold: float = 0.5
+    gate_threshold: float = tuned(0.5, (0.1, 0.9))
     #: binary mask = soft >= threshold
-    threshold: float = 0.5
+    threshold: float = tuned(0.5, (0.05, 0.95))
     #: patches per forward/backward pass; null = the run's batch size
     batch_size: int | None = None
 
@@ -91,22 +102,22 @@ class CamCrfParams:
 
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     #: CAM method producing the unary (any CAM labeler name)
-    cam_method: str = "gradcam"
+    cam_method: str = tuned("gradcam", TUNE_CAM_METHODS)
     patch_size: int | None = None
     stride: int | None = None
-    gate: Literal["prob", "hard", "none"] = "prob"
-    gate_threshold: float = 0.5
+    gate: Literal["prob", "hard", "none"] = tuned("prob", True)
+    gate_threshold: float = tuned(0.5, (0.1, 0.9))
     batch_size: int | None = None
     #: Gaussian kernel: spatial std (pixels) and weight
-    gaussian_sxy: float = 3.0
-    gaussian_compat: float = 3.0
+    gaussian_sxy: float = tuned(3.0, (0.5, 10.0), log=True)
+    gaussian_compat: float = tuned(3.0, (0.5, 20.0), log=True)
     #: bilateral kernel: spatial std (pixels), colour std (grey levels) and weight
-    bilateral_sxy: float = 80.0
-    bilateral_srgb: float = 13.0
-    bilateral_compat: float = 10.0
+    bilateral_sxy: float = tuned(80.0, (5.0, 200.0), log=True)
+    bilateral_srgb: float = tuned(13.0, (2.0, 60.0), log=True)
+    bilateral_compat: float = tuned(10.0, (0.5, 30.0), log=True)
     iterations: int = 5
     #: binary = CRF crack marginal >= threshold (0.5 = the CRF's argmax)
-    threshold: float = 0.5
+    threshold: float = tuned(0.5, (0.1, 0.9))
 
 
 @dataclass
@@ -124,19 +135,19 @@ class CamLocationParams:
     cam_mode: Literal["patches", "whole"] | None = None
     #: stride of the patch CAMs (patches mode); null = half the patch size
     cam_stride: int | None = None
-    gate: Literal["prob", "hard", "none"] = "prob"
-    gate_threshold: float = 0.5
+    gate: Literal["prob", "hard", "none"] = tuned("prob", True)
+    gate_threshold: float = tuned(0.5, (0.1, 0.9))
     #: thresholding window and its stride
     window: int | None = None
     window_stride: int | None = None
-    otsu_classes: int = 3
-    fuse_cut: float = 0.5
-    erode_iterations: int = 4
+    otsu_classes: int = tuned(3, (2, 5))
+    fuse_cut: float = tuned(0.5, (0.1, 0.9))
+    erode_iterations: int = tuned(4, (0, 8))
     bilateral_d: int = 5
-    bilateral_sigma: float = 120.0
-    close_iterations: int = 1
+    bilateral_sigma: float = tuned(120.0, (10.0, 250.0), log=True)
+    close_iterations: int = tuned(1, (0, 4))
     #: binary = soft > threshold (0 = any non-zero pixel)
-    threshold: float = 0.0
+    threshold: float = tuned(0.0, (0.0, 0.5))
     batch_size: int | None = None
 
 

@@ -1,0 +1,384 @@
+"""``crackseg tune``: calibrate a labeler's parameters on a few annotated images, with Optuna.
+
+A *trial* builds the labeler with candidate parameters (drawn from the search space that its
+params dataclass declares, see :mod:`crackseg.search_space`), labels the annotated images and
+scores the labels against their masks; the study keeps the parameters with the best score.
+
+The score (``objective``)
+    ``binary`` (default): the F of the binary pseudo-label masks, pooled over the annotated
+    images: what ``crackseg run``'s default trainer trains on (``<stem>.png``). Computed with
+    :class:`~crackseg.metrics.MetricAccumulator` on the masks as 0/255 maps, where ODS = that F.
+    ``soft``: the ODS of the soft maps (the project's "pseudo-label ODS"): threshold-free, what a
+    trainer that reads the soft maps (e.g. one that splits them by confidence) sees. Parameters
+    that only move the binary threshold do not change it.
+
+Costs
+    ``prepare`` (e.g. training a model the labeler needs) runs once per tune: a parameter that
+    changes what the labeler trains (its ``artefacts()`` settings) is not searched unless named
+    with ``--param``, and the trained artefacts live in a shared folder keyed by their settings,
+    the data and the seed (:func:`crackseg.runner.stage_dirs`), so every trial and every later
+    invocation loads them instead of training again.
+
+Pruning
+    After every ``chunk`` images a trial reports the score so far (step = images labelled);
+    a :class:`optuna.pruners.MedianPruner` stops a trial that is below the median of earlier
+    trials at the same step. The first trial of a new study is the labeler's defaults.
+
+Resuming
+    The study lives in a SQLite file. ``trials`` is the number of finished (complete or
+    pruned) trials the study should hold: rerunning the same command continues an interrupted
+    study and runs only the missing trials; a larger ``trials`` adds more. A study remembers what
+    its scores depend on (labeler, fixed parameters, data, annotated images, objective, protocol,
+    seed) and refuses to continue with other settings.
+
+optuna is imported only here, inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .components import create_labeler
+from .config import RunConfig
+from .data import Sample
+from .distributed import DistEnv
+from .errors import ConfigError, CracksegError, DataError
+from .labeler import LabelContext, Labeler, declared_artefacts
+from .layers import dump_yaml
+from .locks import file_lock
+from .metrics import MetricAccumulator
+from .plugins.blame import blamed, plugin_error
+from .pseudo_labels import label_problem
+from .search_space import TuneParam
+
+#: what a trial's score measures (see the module docstring)
+OBJECTIVES: tuple[str, ...] = ("binary", "soft")
+#: the study's user attribute holding what its scores depend on
+SIGNATURE_ATTR = "crackseg"
+#: the user attribute marking the trial of the labeler's defaults
+DEFAULTS_ATTR = "defaults"
+INSTALL_HINT = "pip install 'crackseg[tune]'"
+
+
+@dataclass
+class TuneSetup:
+    """Everything a study needs; built by the ``tune`` command."""
+
+    #: the labeler's registered name
+    name: str
+    #: labeler parameters set by ``--config`` / ``--set``: kept as they are, never searched
+    fixed: dict[str, Any]
+    #: the searched parameters
+    space: dict[str, TuneParam]
+    #: the resolved ``data:`` section
+    data: dict[str, Any]
+    #: what ``prepare`` gets: the training split that ``crackseg run`` prepares the labeler on
+    train: list[Sample]
+    #: images with masks; the score is measured on them
+    annotated: list[Sample]
+    study_path: Path
+    study_name: str
+    #: trained artefacts, keyed by their settings (``shared_dir`` of a run)
+    shared_dir: Path
+    objective: str = "binary"
+    protocol: str = "crackclip"
+    #: images per intermediate score (pruning step)
+    chunk: int = 2
+    seed: int = 0
+    device: str = "cpu"
+    prune: bool = True
+    #: the labeler's default parameters (the first trial of a new study)
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def signature(self) -> dict[str, Any]:
+        """What the study's scores depend on (the search space may change between invocations)."""
+        return {"labeler": self.name, "fixed": self.fixed, "data": self.data,
+                "annotated": [s.stem for s in self.annotated], "objective": self.objective,
+                "protocol": self.protocol, "seed": self.seed}
+
+
+@dataclass
+class TuneResult:
+    """The study's outcome after this invocation."""
+
+    best_value: float
+    #: the best trial's searched parameters
+    best_params: dict[str, Any]
+    best_trial: int
+    complete: int
+    pruned: int
+    failed: int
+    #: trials this invocation ran
+    ran: int
+    #: the score of the labeler's defaults (None when the study has no such trial)
+    default_value: float | None = None
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned
+
+
+def require_optuna() -> Any:
+    """The optuna module, or a one-line error saying how to install it."""
+    try:
+        import optuna
+    except ImportError:
+        raise CracksegError(f"crackseg tune needs optuna, which is not installed: {INSTALL_HINT}") from None
+    return optuna
+
+
+# -- scoring ---------------------------------------------------------------------------
+def pseudo_label_f(acc: MetricAccumulator) -> float:
+    """The ODS of what ``acc`` holds (0 when undefined, e.g. no crack predicted or annotated)."""
+    ods = float(acc.result().ods)
+    return 0.0 if math.isnan(ods) else ods
+
+
+def score_labeler(labeler: Labeler, samples: Sequence[Sample], masks: dict[str, np.ndarray], context: LabelContext,
+                  *, name: str = "", objective: str = "binary", protocol: str = "crackclip", chunk: int = 2,
+                  report: Callable[[float, int], None] | None = None) -> float:
+    """Label ``samples`` ``chunk`` at a time and return the pseudo-label F against ``masks`` (stem → bool).
+
+    ``report(score_so_far, images_done)`` is called after every chunk but the last (it may raise to
+    stop early, e.g. optuna's ``TrialPruned``). ``name`` is the labeler's registered name (errors
+    name its plugin).
+    """
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective {objective!r} (choose from {', '.join(OBJECTIVES)})")
+    acc = MetricAccumulator(protocol)
+    chunk = max(1, chunk)
+    for start in range(0, len(samples), chunk):
+        part = list(samples[start : start + chunk])
+        with blamed("labelers", name, "label()"):
+            labels = labeler.label(part, context)
+        problem = label_problem(part, labels)
+        if problem:
+            raise plugin_error("labelers", name, problem)
+        for s, lab in zip(part, labels):
+            acc.add(s.stem, lab.binary if objective == "binary" else lab.soft, masks[s.stem])
+        done = start + len(part)
+        if report is not None and done < len(samples):
+            report(pseudo_label_f(acc), done)
+    return pseudo_label_f(acc)
+
+
+def annotated_samples(samples: Sequence[Sample], n: int, where: str) -> list[Sample]:
+    """The first ``n`` samples that have a mask (all of them when fewer); none is a :class:`DataError`."""
+    if n < 1:
+        raise ConfigError(f"--annotated {n}: tune needs at least one annotated image (a mask); e.g. --annotated 10")
+    out = [s for s in samples if s.has_mask][:n]
+    if not out:
+        raise DataError(f"{where} has no annotated image (no image with a mask): tune scores the labeler against "
+                        f"masks; add masks for a few images (5-20), or choose a split that has them (--split)")
+    return out
+
+
+# -- building labelers -----------------------------------------------------------------
+def artefact_changing(name: str, fixed: dict[str, Any], space: dict[str, TuneParam]) -> dict[str, list[str]]:
+    """Searched parameters whose values change what the labeler trains → the artefacts they change.
+
+    Found by building the labeler at each end of the range (or with each choice) and comparing
+    its ``artefacts()`` settings with those at the fixed/default parameters.
+    """
+    base = declared_artefacts(create_labeler(name, **fixed))
+    out: dict[str, list[str]] = {}
+    for p in space.values():
+        probes = p.choices if p.kind == "categorical" else (p.low, p.high)
+        for value in probes:
+            try:
+                other = declared_artefacts(create_labeler(name, **{**fixed, p.name: value}))
+            except CracksegError:
+                continue  # an invalid value: the trial that draws it reports it
+            changed = sorted(k for k in set(base) | set(other) if base.get(k) != other.get(k))
+            if changed:
+                out[p.name] = changed
+                break
+    return out
+
+
+def artefact_dirs(setup: TuneSetup, section: dict[str, Any], artefacts: dict[str, Any]) -> dict[str, Path]:
+    """The artefact folders a run with ``shared_dir = setup.shared_dir`` and this data and seed would use."""
+    from .runner import stage_dirs
+
+    cfg = RunConfig(seed=setup.seed, shared_dir=str(setup.shared_dir), data=setup.data, labeler=section)
+    return stage_dirs(cfg, setup.shared_dir, artefacts)[0]
+
+
+@contextlib.contextmanager
+def _locked(folders: Sequence[Path]) -> Iterator[None]:
+    """The runner's lock files beside shared artefact folders (another tune or run may be training them)."""
+    with contextlib.ExitStack() as stack:
+        for folder in sorted(folders):
+            stack.enter_context(file_lock(folder.parent / f"{folder.name}.lock"))
+        yield
+
+
+def prepared_labeler(setup: TuneSetup, values: dict[str, Any], quiet: bool = True) -> tuple[Labeler, LabelContext]:
+    """The labeler with ``values`` over the fixed parameters, prepared (its artefacts trained once, then loaded)."""
+    from .runner import prepare_labeler
+
+    params = {**setup.fixed, **values}
+    labeler = create_labeler(setup.name, **params)
+    dirs = artefact_dirs(setup, {"name": setup.name, **params}, declared_artefacts(labeler))
+    ctx = LabelContext(device=setup.device, work_dir=setup.shared_dir / "labeler", seed=setup.seed, quiet=quiet,
+                       artefact_dirs=dirs)
+    with _locked(list(dirs.values())):
+        prepare_labeler(labeler, setup.train, ctx, DistEnv(), setup.name)
+    return labeler, ctx
+
+
+# -- the study ---------------------------------------------------------------------------
+def open_study(setup: TuneSetup) -> Any:
+    """Create or load the study in ``setup.study_path``; refuse one made with other settings."""
+    optuna = require_optuna()
+    setup.study_path.parent.mkdir(parents=True, exist_ok=True)
+    storage = f"sqlite:///{setup.study_path.resolve()}"
+    try:
+        study = optuna.load_study(study_name=setup.study_name, storage=storage)
+    except KeyError:  # no such study in the file yet
+        study = None
+    except Exception as exc:  # noqa: BLE001 - a file that is no optuna database
+        raise CracksegError(f"{setup.study_path}: cannot open the study database ({str(exc).splitlines()[0]}); "
+                            f"pass --study NEW.db") from None
+    signature = _plain(setup.signature())
+    n = len(study.trials) if study is not None else 0
+    sampler = optuna.samplers.TPESampler(seed=setup.seed + n)  # a resumed study draws new candidates
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0) if setup.prune
+              else optuna.pruners.NopPruner())
+    if study is None:
+        study = optuna.create_study(study_name=setup.study_name, storage=storage, direction="maximize",
+                                    sampler=sampler, pruner=pruner)
+        study.set_user_attr(SIGNATURE_ATTR, signature)
+        defaults = {k: setup.defaults.get(k) for k in setup.space}
+        if all(p.contains(defaults[k]) for k, p in setup.space.items()):  # else: not a point of this space
+            study.enqueue_trial(defaults, user_attrs={DEFAULTS_ATTR: True})
+        return study
+    recorded = study.user_attrs.get(SIGNATURE_ATTR)
+    if recorded != signature:
+        diff = sorted(k for k in set(signature) | set(recorded or {}) if (recorded or {}).get(k) != signature.get(k))
+        raise ConfigError(f"study {setup.study_name!r} in {setup.study_path} was run with other settings "
+                          f"({', '.join(diff) or 'not by crackseg tune'} differ): rerun it with the same ones, "
+                          f"or start a new study with --study NEW.db")
+    study.sampler = sampler
+    study.pruner = pruner
+    return study
+
+
+def _plain(data: Any) -> Any:
+    """``data`` as JSON would give it back (tuples → lists), so a stored signature compares equal."""
+    import json
+
+    return json.loads(json.dumps(data, default=str))
+
+
+def run_study(setup: TuneSetup, trials: int, *, timeout: float | None = None, quiet: bool = False) -> TuneResult:
+    """Run the study until it holds ``trials`` finished trials (or ``timeout`` seconds pass)."""
+    optuna = require_optuna()
+    if trials < 1:
+        raise ConfigError(f"--trials {trials}: give at least 1")
+    with _optuna_silenced(optuna):
+        return _run_study(optuna, setup, trials, timeout, quiet)
+
+
+@contextlib.contextmanager
+def _optuna_silenced(optuna: Any) -> Iterator[None]:
+    """Only optuna's errors are logged: the progress bar and the summary say the rest, and a failed
+    trial's traceback would repeat the one-line error that follows it."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _run_study(optuna: Any, setup: TuneSetup, trials: int, timeout: float | None, quiet: bool) -> TuneResult:
+    from optuna.trial import TrialState
+
+    study = open_study(setup)
+    masks = {s.stem: s.mask() for s in setup.annotated}
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    todo = trials - len(study.get_trials(deepcopy=False, states=finished))
+    ran = 0
+
+    def objective(trial: Any) -> float:
+        nonlocal ran
+        ran += 1
+        values = {name: p.suggest(trial) for name, p in setup.space.items()}
+        labeler, ctx = prepared_labeler(setup, values)
+
+        def report(score: float, done: int) -> None:
+            trial.report(score, done)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"F {score:.4f} after {done} images")
+
+        return score_labeler(labeler, setup.annotated, masks, ctx, name=setup.name, objective=setup.objective,
+                             protocol=setup.protocol, chunk=setup.chunk, report=report)
+
+    if todo > 0:
+        log(f"preparing the labeler once (what it trains is cached in {setup.shared_dir})", quiet)
+        prepared_labeler(setup, {}, quiet=quiet)
+        study.optimize(objective, n_trials=todo, timeout=timeout, show_progress_bar=not quiet,
+                       callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished)])
+    return summarise(study, ran)
+
+
+def summarise(study: Any, ran: int = 0) -> TuneResult:
+    """The :class:`TuneResult` of a study (a :class:`CracksegError` when no trial completed)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        raise CracksegError(f"study {study.study_name!r}: no trial completed (every one was pruned or failed); "
+                            f"rerun with more --trials or --no-prune")
+    best = max(complete, key=lambda t: (t.value, -t.number))  # ties: the earliest trial
+    defaults = [t for t in complete if t.user_attrs.get(DEFAULTS_ATTR)]
+    return TuneResult(
+        best_value=float(best.value), best_params=dict(best.params), best_trial=best.number,
+        complete=len(complete), pruned=sum(t.state == TrialState.PRUNED for t in trials),
+        failed=sum(t.state == TrialState.FAIL for t in trials), ran=ran,
+        default_value=float(defaults[0].value) if defaults else None,
+    )
+
+
+# -- the config layer ----------------------------------------------------------------------
+def tuned_section(setup: TuneSetup, result: TuneResult) -> dict[str, Any]:
+    """``{"name": ..., **fixed, **best}``: the ``labeler:`` section of the layer."""
+    return {"name": setup.name, **setup.fixed, **result.best_params}
+
+
+def layer_text(setup: TuneSetup, result: TuneResult, command: str, out: str | Path) -> str:
+    """The YAML layer: a comment header (study, trials, scores, command), then ``labeler:``."""
+    from .run_folder import data_label
+
+    default = f"{result.default_value:.4f}" if result.default_value is not None else "not measured"
+    searched = "; ".join(p.describe() for p in setup.space.values())
+    header = [
+        f"crackseg tune: labeler {setup.name!r} calibrated on {len(setup.annotated)} annotated images of "
+        f"{data_label(setup.data)}",
+        f"study {setup.study_name!r} in {setup.study_path}: {result.finished} trials "
+        f"({result.complete} complete, {result.pruned} pruned)",
+        f"best pseudo-label F {result.best_value:.4f} (trial {result.best_trial}; the defaults: {default}); "
+        f"objective {setup.objective}, protocol {setup.protocol}",
+        f"searched: {searched}",
+        f"command: {command}",
+        f"use it: crackseg run --config {out} --data ...   |   crackseg label --config {out} --labeler {setup.name} "
+        f"--data ... --out DIR",
+    ]
+    body = dump_yaml({"labeler": tuned_section(setup, result)})
+    return "".join(f"# {line}\n" for line in header) + body
+
+
+def log(message: str, quiet: bool = False) -> None:
+    """A progress line on stderr (nothing when ``quiet``)."""
+    if not quiet:
+        print(message, file=sys.stderr, flush=True)
