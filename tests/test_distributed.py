@@ -94,11 +94,15 @@ def env(tmp_path_factory):
 
 
 def torchrun(nproc: int, args: list[str], env: dict[str, str], timeout: int = 300):
-    return subprocess.run(
+    r = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
          "-m", "crackseg", *args],
         capture_output=True, text=True, env={**os.environ, **env}, cwd=REPO, timeout=timeout,
     )
+    if r.returncode:  # the ranks' own error lines first: torchrun's report buries them
+        ours = [line for line in r.stderr.splitlines() if "crackseg" in line and "error" in line]
+        r.stderr = "\n".join(ours) + "\n" + r.stderr[-1500:]
+    return r
 
 
 @pytest.fixture(scope="module")
