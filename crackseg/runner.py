@@ -115,6 +115,7 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
     with _stage_locks(env, [label_dir] if cfg.shared_dir else []):
         with _stage_locks(env, list(artefact_dirs.values()) if cfg.shared_dir else []):
             prepare_labeler(labeler, train, ctx, env, cfg.labeler["name"])
+        notes, placeholders = component_remarks(dataset, labeler, model, trainer)  # prepare may add a note
         label_files = write_pseudo_labels(labeler, train, label_dir, ctx, env, name=cfg.labeler["name"])
     log(f"labels: {cfg.labeler['name']} → {label_dir}")
 

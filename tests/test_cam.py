@@ -47,7 +47,7 @@ def line_sample(i: int, h: int = 64, w: int = 64, with_mask: bool = True) -> Sam
     return Sample(stem=f"img{i}", load_image=lambda: img, load_mask=(lambda: mask) if with_mask else None)
 
 
-SMALL = dict(arch="resnet18", patch_size=32, stride=32, epochs=2, batch_size=4, augment="random",
+SMALL = dict(arch="resnet18", weights=None, patch_size=32, stride=32, epochs=2, batch_size=4, augment="random",
              max_patches_per_epoch=12, val_fraction=0.25, chunk_images=2)
 
 
@@ -131,6 +131,72 @@ def test_weights_file_initialises_all_but_head(tmp_path):
         build_model("resnet18", 2, str(bad))
     with pytest.raises(DataError, match="not a crackseg patch-classifier"):
         load_classifier(f)
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    """An empty torch cache and no network: downloads fail at once, as on a machine offline."""
+    import urllib.error
+
+    from crackseg_cam import pretrained
+
+    home = tmp_path / "torch-home"
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setattr(pretrained, "_resolved", {})
+
+    def offline(url, dst, *a, **k):
+        raise urllib.error.URLError("offline in this test")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    return home / "hub" / "checkpoints"
+
+
+def test_imagenet_is_the_default_and_read_from_the_cache(torch_home):
+    """weights: imagenet (the default) loads the architecture's cached ImageNet file, all but the head."""
+    import torchvision
+
+    from crackseg_cam.pretrained import effective_config
+
+    cfg = classifier_config({"arch": "resnet18"})
+    assert cfg.weights == "imagenet"
+    src = build_model("resnet18", num_classes=1000, weights=None)
+    torch_home.mkdir(parents=True)
+    torch.save(src.state_dict(), torch_home / Path(torchvision.models.get_model_weights("resnet18").DEFAULT.url).name)
+    assert effective_config(cfg) == (cfg, "")
+    model = build_model("resnet18", 2, "imagenet")
+    assert torch.equal(model.conv1.weight, src.conv1.weight) and model.fc.weight.shape == (2, 512)
+
+
+def test_imagenet_unavailable_trains_from_random_weights_and_says_so(torch_home, tmp_path, capsys):
+    samples = [line_sample(i) for i in range(3)]
+    lab = crackseg.create_labeler("gradcam", patch_size=64, classifier={**SMALL, "weights": "imagenet"})
+    lab.prepare(samples, ctx(tmp_path))
+    err = capsys.readouterr().err
+    assert err.count("crackseg: warning: patch classifier resnet18 trained from RANDOM weights") == 1
+    assert "resnet18-f37072fd.pth" in err and "offline in this test" in err
+    assert lab.note.startswith("patch classifier resnet18 trained from RANDOM weights")
+    ckpt = tmp_path / "classifier.pt"
+    assert json.loads(metrics_path(ckpt).read_text())["init"] == "random"
+    mtime = ckpt.stat().st_mtime_ns
+    # the same training as weights: null, so an explicit from-scratch labeler reuses it, with no note
+    scratch = crackseg.create_labeler("gradcam", patch_size=64, classifier=SMALL)
+    scratch.prepare(samples, ctx(tmp_path))
+    assert ckpt.stat().st_mtime_ns == mtime and scratch.note == ""
+
+
+def test_run_records_the_random_classifier_in_notes_and_table(torch_home, tmp_path):
+    from crackseg.config import resolve_config
+    from crackseg.runner import run
+
+    cfg = resolve_config([{"labeler": {"name": "gradcam", "patch_size": 32,
+                                       "classifier": {**SMALL, "weights": "imagenet"}},
+                           "backbone": {"name": "unet", "encoder": "resnet18"},
+                           "data": {"name": "synthetic", "n_train": 3, "n_test": 2, "size": 64},
+                           "train": {"epochs": 1, "batch_size": 2}, "predict": {"overlays": 0},
+                           "device": "cpu", "out": str(tmp_path / "run")}])
+    metrics = run(cfg, quiet=True)
+    assert "patch classifier resnet18 trained from RANDOM weights" in metrics["notes"]
+    assert "RANDOM weights" in (tmp_path / "run" / "results.md").read_text()
 
 
 def test_target_layer_resnet_and_generic():

@@ -165,6 +165,8 @@ class ClassifierLabeler:
         check_classifier(params.classifier, "labeler.classifier")
         self.params = params
         self.classifier: Any = None
+        #: set by prepare() when the classifier had to start from random weights instead of ImageNet's
+        self.note = ""
 
     # -- classifier ------------------------------------------------------------------
     def artefacts(self) -> dict[str, Any]:
@@ -177,6 +179,7 @@ class ClassifierLabeler:
     def prepare(self, train: Sequence[Sample], context: LabelContext) -> None:
         """Load ``classifier.checkpoint``, or train/resume one in the ``classifier`` artefact folder."""
         from .classifier import _config_key, checkpoint_status, load_classifier, train_classifier
+        from .pretrained import effective_config
 
         device = resolve_device(context.device)
         cfg = self.params.classifier
@@ -190,7 +193,9 @@ class ClassifierLabeler:
             )
         path = context.artefact_dir("classifier") / "classifier.pt"
         seed = cfg.seed if cfg.seed is not None else context.seed
-        key = _config_key(cfg, seed, [s.stem for s in train])
+        trained, fallback = effective_config(cfg)  # as train_classifier will train it (weights resolved)
+        self.note = fallback  # the run's notes and tables say when ImageNet weights were wanted but not had
+        key = _config_key(trained, seed, [s.stem for s in train])
         resume = True
         if checkpoint_status(path, key) == "mismatch":
             if not context.quiet:

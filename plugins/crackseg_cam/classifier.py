@@ -47,8 +47,16 @@ def classifier_config(data: dict[str, Any] | None) -> ClassifierConfig:
 
 # -- models -------------------------------------------------------------------------------
 def build_model(arch: str, num_classes: int = 2, weights: str | None = None) -> Any:
-    """A classifier by name with ``num_classes`` outputs, randomly initialised or from a local file."""
+    """A classifier by name with ``num_classes`` outputs: random, from a local file, or ``"imagenet"``.
+
+    ``"imagenet"`` reads the architecture's ImageNet weights from torchvision's (timm's) cache,
+    downloading them there first if needed (:func:`crackseg_cam.pretrained.imagenet_file`); callers that
+    must not fail offline resolve it first with :func:`crackseg_cam.pretrained.effective_config`.
+    The head (``num_classes`` outputs) always starts random.
+    """
     import torchvision
+
+    from .pretrained import IMAGENET, imagenet_file
 
     if arch.startswith("timm:"):
         try:
@@ -71,6 +79,8 @@ def build_model(arch: str, num_classes: int = 2, weights: str | None = None) -> 
                 f"or timm:<name>)"
             )
         model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    if weights == IMAGENET:
+        weights = str(imagenet_file(arch))
     if weights:
         load_weights_file(model, weights)
     return model
@@ -301,8 +311,13 @@ def train_classifier(
     from crackseg import distributed as dist_utils
     from crackseg.engine import Engine
 
+    from .pretrained import effective_config
+
     out = Path(out)
     seed = cfg.seed if cfg.seed is not None else seed
+    cfg, fallback = effective_config(cfg)  # ImageNet where it can be had, else random weights and one loud line
+    if fallback and dist_utils.detect().is_main:
+        print(f"crackseg: warning: {fallback}", file=sys.stderr)
     weak = read_weak_label_csv(cfg.weak_labels) if cfg.weak_labels else None
     if weak is None and not any(s.has_mask for s in samples):
         raise CracksegError(
@@ -335,7 +350,7 @@ def train_classifier(
     torch.manual_seed(seed)  # reproducible initialisation
     meta = {"arch": cfg.arch, "num_classes": 2, "patch_size": cfg.patch_size, "mean": list(IMAGENET_MEAN),
             "std": list(IMAGENET_STD), "config": schema.to_dict(cfg), "config_key": key, "seed": seed,
-            "epochs": cfg.epochs}
+            "epochs": cfg.epochs, "init": _init_name(cfg.weights), "init_fallback": fallback}
     engine = Engine(build_model(cfg.arch, 2, cfg.weights), device=device, env=env, checkpoint_path=out,
                     epochs=cfg.epochs, meta=meta, kind=KIND, seed=seed, resume=status == "partial", quiet=quiet,
                     log=None if quiet else (lambda msg: print(msg, file=sys.stderr)), label="classifier")
@@ -373,6 +388,12 @@ def train_classifier(
     return out
 
 
+def _init_name(weights: str | None) -> str:
+    from .pretrained import IMAGENET
+
+    return "imagenet" if weights == IMAGENET else ("random" if not weights else f"file {weights}")
+
+
 def _final_metrics(model: Any, train_ds: PatchDataset, val_ds: PatchDataset, device: str,
                    cfg: ClassifierConfig, last_loss: float) -> dict[str, Any]:
     held_out = len(val_ds) > 0
@@ -384,6 +405,7 @@ def _final_metrics(model: Any, train_ds: PatchDataset, val_ds: PatchDataset, dev
         "train_patches": {"crack": pos, "no_crack": neg},
         "final_train_loss": last_loss,
         "arch": cfg.arch,
+        "init": _init_name(cfg.weights),
         "patch_size": cfg.patch_size,
         "epochs": cfg.epochs,
     })

@@ -48,8 +48,9 @@ class ClassifierConfig:
     checkpoint: str | None = None
     #: torchvision model name (resnet50, resnet18, ...) or ``timm:<name>``
     arch: str = "resnet50"
-    #: optional local weights file to initialise from (e.g. ImageNet weights); never downloaded
-    weights: str | None = None
+    #: imagenet = the architecture's ImageNet weights (torchvision's or timm's download and cache; random
+    #: weights and a warning where they are unavailable), a local state-dict file, or null = random on purpose
+    weights: str | None = "imagenet"
     patch_size: int = 128
     #: stride between training patches (König et al. use half the patch size)
     stride: int = 64
