@@ -407,6 +407,18 @@ def new_plugin_cmd(name: str, kind: str, out: str) -> None:
 _LABEL_KEYS = ("labeler", "data")
 
 
+def labeler_layers(command: str, labeler: str, data: str, config_file: str | None,
+                   sets: tuple[str, ...]) -> dict[str, Any]:
+    """The merged ``labeler:`` and ``data:`` sections of ``label`` and ``tune`` (``--config``, options, ``--set``)."""
+    raw = merge_layers([load_yaml(config_file) if config_file else {},
+                        {"labeler": {"name": labeler}, "data": data_spec(data)}, parse_set(list(sets))])
+    unknown = sorted(set(raw) - set(_LABEL_KEYS))
+    if unknown:
+        raise ConfigError(f"config key {unknown[0]!r} is not used by `crackseg {command}` "
+                          f"(valid: {', '.join(_LABEL_KEYS)})")
+    return raw
+
+
 @cli.command()
 @click.option("--labeler", required=True, help="Pseudo-labeler name (crackseg list labelers).")
 @click.option("--data", required=True, help="Dataset name or folder path.")
@@ -423,12 +435,7 @@ def label(labeler: str, data: str, split: str, out: str, device: str, seed: int,
     from .pseudo_labels import write_pseudo_labels
     from .runner import prepare_labeler
 
-    raw = merge_layers([load_yaml(config_file) if config_file else {},
-                        {"labeler": {"name": labeler}, "data": data_spec(data)}, parse_set(list(sets))])
-    unknown = sorted(set(raw) - set(_LABEL_KEYS))
-    if unknown:
-        raise ConfigError(f"config key {unknown[0]!r} is not used by `crackseg label` "
-                          f"(valid: {', '.join(_LABEL_KEYS)})")
+    raw = labeler_layers("label", labeler, data, config_file, sets)
     lab_section = resolve_section("labelers", raw["labeler"], "labeler")
     data_section = resolve_data_section(raw["data"])
     samples = load_samples(data_section, split)
@@ -522,21 +529,16 @@ def _tune_setup(labeler: str, data: str, split: str | None, annotated: int, out:
     from .plugins.blame import plugin_error
     from .search_space import DeclarationError, build_space, parse_param_options
 
-    raw = merge_layers([load_yaml(config_file) if config_file else {},
-                        {"labeler": {"name": labeler}, "data": data_spec(data)}, parse_set(list(sets))])
-    unknown = sorted(set(raw) - set(_LABEL_KEYS))
-    if unknown:
-        raise ConfigError(f"config key {unknown[0]!r} is not used by `crackseg tune` "
-                          f"(valid: {', '.join(_LABEL_KEYS)})")
+    raw = labeler_layers("tune", labeler, data, config_file, sets)
     resolve_section("labelers", raw["labeler"], "labeler")  # checks the fixed parameters
     fixed = {k: v for k, v in raw["labeler"].items() if k != "name"}
     entry = get_entry("labelers", labeler)
     owner = f"labeler {labeler!r}"
+    named = parse_param_options(params)
     try:
-        space = build_space(entry.params, parse_param_options(params), set(fixed), owner)
+        space = build_space(entry.params, named, set(fixed), owner)
     except DeclarationError as exc:
         raise plugin_error("labelers", labeler, f"its tune ranges: {exc}") from None
-    named = parse_param_options(params)
     for name, artefacts in tuning.artefact_changing(labeler, fixed, space).items():
         if name not in named:
             del space[name]

@@ -19,7 +19,7 @@ from .data import Sample, load_samples
 from .errors import CracksegError
 from .io import write_json, write_png
 from .keys import content_key
-from .metrics import MetricAccumulator, write_prf_table
+from .metrics import MetricAccumulator, crack_mask, write_prf_table
 from .overlays import overlay
 from .run_folder import METRICS_FILE, data_label, load_run_config
 from .schema import to_dict
@@ -53,7 +53,7 @@ def predict_and_evaluate(model: Any, samples: Sequence[Sample], out_dir: Path, c
             if gt is not None:
                 acc.add(s.stem, u8, gt)
             if s.stem in overlay_stems:
-                write_png(out_dir / "overlays" / f"{s.stem}.png", overlay(img, u8 > pc.threshold * 255, gt))
+                write_png(out_dir / "overlays" / f"{s.stem}.png", overlay(img, crack_mask(u8, pc.threshold), gt))
     gathered = dist_utils.all_gather_objects(env, acc.histograms())
     if not env.is_main:
         return {}

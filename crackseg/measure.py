@@ -45,6 +45,7 @@ import numpy as np
 
 from .errors import CracksegError
 from .io import images_by_stem, read_gray, read_image, write_json, write_png, write_text
+from .metrics import crack_mask
 
 #: pixels averaged along a skeleton path before its length is summed (see _path_length)
 _SMOOTH = 5
@@ -334,7 +335,7 @@ def binary_mask(path: Path, threshold: float | None) -> np.ndarray:
     """The binary mask in ``path``: ``value/255 > threshold``, or a 0/255 (0/1) mask as it is."""
     grey = read_gray(path)
     if threshold is not None:
-        return grey.astype(np.float32) / 255.0 > threshold
+        return crack_mask(grey, threshold)
     values = np.unique(grey)
     if not (set(values.tolist()) <= {0, 255} or set(values.tolist()) <= {0, 1}):
         raise CracksegError(f"{path}: not a binary mask ({len(values)} grey levels); "

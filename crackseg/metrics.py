@@ -75,6 +75,7 @@ import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,7 @@ __all__ = [
     "MetricsResult",
     "MetricAccumulator",
     "pred_to_uint8",
+    "crack_mask",
     "image_histograms",
     "counts_from_histograms",
     "evaluate_dirs",
@@ -148,6 +150,17 @@ def _json_float(x: float) -> float | None:
 
 
 # -- conversions --------------------------------------------------------------------
+def crack_mask(pred: np.ndarray, threshold: float) -> np.ndarray:
+    """The binary mask of a ``uint8`` map at ``threshold``: ``value / 255 > threshold``, exactly.
+
+    The cut is computed in rational arithmetic from the threshold as written (0.2 → value > 51), so
+    a pixel exactly at the threshold is never crack; on the grid 0.00 … 0.99 this is the cut the
+    metrics use. Prediction masks, overlays, measurements and reports all binarise through it.
+    """
+    return np.asarray(pred) > math.floor(255 * Fraction(repr(float(threshold))))
+
+
+
 def pred_to_uint8(pred: np.ndarray) -> np.ndarray:
     """A prediction map as ``uint8`` (probability = value / 255).
 

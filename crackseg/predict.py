@@ -11,6 +11,7 @@ import numpy as np
 from .distributed import resolve_device
 from .errors import CracksegError
 from .io import IMAGE_SUFFIXES, images_by_stem, read_image, write_png
+from .metrics import crack_mask
 from .overlays import overlay
 from .windows import WindowPredictor, postprocess
 
@@ -55,7 +56,7 @@ def predict_paths(source: str | Path, inputs: Sequence[str], out: str | Path, *,
         img = read_image(p)
         prob = predictor.predict_many([img])[0]
         u8 = postprocess(prob, int(pc.get("erosion_iterations", 0)), bool(pc.get("minmax_normalize", False)))
-        mask = u8 > thr * 255
+        mask = crack_mask(u8, thr)
         written.append(write_png(out / f"{p.stem}.png", mask.astype(np.uint8) * 255))
         write_png(out / "prob" / f"{p.stem}.png", u8)
         write_png(out / "overlay" / f"{p.stem}.png", overlay(img, mask))

@@ -26,10 +26,11 @@ from . import __version__
 from .data import Sample, test_samples
 from .errors import CracksegError, DataError
 from .io import images_by_stem, read_gray, write_text
-from .metrics import MetricAccumulator
+from .metrics import MetricAccumulator, crack_mask
 from .overlays import overlay
 from .run_folder import CONFIG_FILE, METRICS_FILE, load_run_config
 from .svg import Chart, Series, line_chart
+from .tables import percent
 
 #: what ``crackseg compare`` leaves in a grid folder
 GRID_RESULTS = "results.json"
@@ -166,13 +167,8 @@ def _threshold(metrics: dict[str, Any]) -> float:
         return 0.5
 
 
-def _binary(pred: np.ndarray, threshold: float) -> np.ndarray:
-    """``value / 255 > threshold`` by the metrics' exact integer rule (value > 255·i // 100)."""
-    return pred > (255 * int(round(threshold * 100))) // 100
-
-
 def _image_row(stem: str, pred: np.ndarray, gt: np.ndarray | None, threshold: float) -> dict[str, Any]:
-    m = _binary(pred, threshold)
+    m = crack_mask(pred, threshold)
     row: dict[str, Any] = {"stem": stem, "pred_pct": 100.0 * float(m.mean()), "gt_pct": None,
                            "f": None, "p": None, "r": None}
     if gt is not None:
@@ -209,7 +205,7 @@ def _measurer(threshold: float) -> Any:
     opt = MeasureOptions(threshold=threshold)
 
     def measure(stem: str, pred: np.ndarray) -> dict[str, Any]:
-        _, s = measure_mask(_binary(pred, threshold), stem, opt)
+        _, s = measure_mask(crack_mask(pred, threshold), stem, opt)
         return {"instances": s.instances, "total_length": s.total_length, "max_width": s.max_width,
                 "density": s.density}
 
@@ -227,7 +223,7 @@ def _measure_note(measured: Any, measure: Any, opt: ReportOptions, run_dir: Path
 
 
 def _summary(metrics: dict[str, Any], cfg: Any) -> list[tuple[str, str]]:
-    out = [(k.upper(), _pct(metrics.get(k))) for k in ("ods", "ois", "ap")]
+    out = [(k.upper(), percent(metrics.get(k))) for k in ("ods", "ois", "ap")]
     out.append(("ODS threshold", _num(metrics.get("ods_threshold"), 2)))
     out.append(("test images", str(metrics.get("test_images", metrics.get("n", "")))))
     out.append(("protocol", str(metrics.get("protocol", cfg.eval.protocol))))
@@ -245,7 +241,7 @@ def _notes(metrics: dict[str, Any], recomputed: Any) -> list[str]:
         off = [k for k, v in saved if v is not None and not (abs(float(v) - mine[k]) <= _AGREE)]
         if off:
             notes.append("predictions/ no longer match metrics.json (" + ", ".join(
-                f"{k.upper()} {_pct(mine[k])} here vs {_pct(dict(saved)[k])} saved" for k in off)
+                f"{k.upper()} {percent(mine[k])} here vs {percent(dict(saved)[k])} saved" for k in off)
                 + "): the folder was changed after the run")
     return notes
 
@@ -259,12 +255,12 @@ def _run_charts(res: Any, metrics: dict[str, Any]) -> list[str]:
             ods_mark = (float(res.recall[best]), float(res.precision[best]))
         charts.append(line_chart(Chart(
             title="precision–recall", xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), iso_f=True,
-            series=[Series(f"{metrics.get('backbone', 'model')} (ODS {_pct(res.ods)})", res.recall, res.precision,
+            series=[Series(f"{metrics.get('backbone', 'model')} (ODS {percent(res.ods)})", res.recall, res.precision,
                            mark=ods_mark, mark_label=f"ODS at t={res.ods_threshold:.2f}")])))
         charts.append(line_chart(Chart(
             title="F1 against threshold", xlabel="threshold", ylabel="F1", xlim=(0, 1), ylim=(0, 1.02),
             series=[Series("pooled F1" if res.protocol == "crackclip" else "mean per-image F1", res.thresholds,
-                           res.f1, mark=(res.ods_threshold, res.ods), mark_label=f"ODS {_pct(res.ods)}")])))
+                           res.f1, mark=(res.ods_threshold, res.ods), mark_label=f"ODS {percent(res.ods)}")])))
     history = [h for h in metrics.get("history") or [] if isinstance(h, dict)]
     keys = sorted({k for h in history for k, v in h.items()
                    if k not in ("epoch", "step", "lr") and isinstance(v, (int, float))})
@@ -295,7 +291,7 @@ def _gallery(samples: Sequence[Sample], preds: dict[str, Path], rows: list[dict[
         img = s.load_image()
         pred = read_gray(preds[s.stem])
         gt = s.mask() if s.has_mask else None
-        m = _binary(pred, threshold)
+        m = crack_mask(pred, threshold)
         panels = [("image", img)]
         if gt is not None:
             panels.append(("ground truth", np.repeat((gt.astype(np.uint8) * 255)[..., None], 3, axis=2)))
@@ -378,10 +374,6 @@ def _file_uri(path: Path) -> str:
 
 def _now() -> str:
     return _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-
-
-def _pct(x: Any) -> str:
-    return "–" if x is None or not math.isfinite(float(x)) else f"{100.0 * float(x):.2f}"
 
 
 def _pct_cell(x: Any, digits: int = 1) -> str:

@@ -90,7 +90,6 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
     model = create_backbone(cfg.backbone["name"], **_params(cfg.backbone))
     trainer = create_trainer(cfg.trainer["name"], **_params(cfg.trainer))
     loggers = [create_logger(name) for name in active_loggers(cfg)]
-    notes, placeholders = component_remarks(dataset, labeler, model, trainer)
 
     # rank 0 alone writes the run folder; the others learn the outcome
     problem = None
@@ -115,7 +114,8 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
     with _stage_locks(env, [label_dir] if cfg.shared_dir else []):
         with _stage_locks(env, list(artefact_dirs.values()) if cfg.shared_dir else []):
             prepare_labeler(labeler, train, ctx, env, cfg.labeler["name"])
-        notes, placeholders = component_remarks(dataset, labeler, model, trainer)  # prepare may add a note
+        # read after prepare: a component may add a note there (e.g. what its trained model started from)
+        notes, placeholders = component_remarks(dataset, labeler, model, trainer)
         label_files = write_pseudo_labels(labeler, train, label_dir, ctx, env, name=cfg.labeler["name"])
     log(f"labels: {cfg.labeler['name']} → {label_dir}")
 

@@ -417,3 +417,14 @@ def test_value_histogram_paths_agree(monkeypatch):
     pos, neg = image_histograms(pred, gt)
     assert np.array_equal(pos, np.bincount(pred[gt], minlength=256))
     assert np.array_equal(neg, np.bincount(pred[~gt], minlength=256))
+
+
+def test_crack_mask_is_the_metrics_cut_and_exact_at_the_threshold():
+    """One binarisation for masks, overlays, measurements and reports: the metrics' own cut on the grid."""
+    from crackseg.metrics import crack_mask
+
+    values = np.arange(256, dtype=np.uint8)
+    for i in range(100):
+        assert np.array_equal(crack_mask(values, i / 100), values > (255 * i) // 100), i
+    assert not crack_mask(np.array([51], np.uint8), 0.2)[0]  # 51/255 == 0.2 exactly: not above it
+    assert crack_mask(np.array([96], np.uint8), 0.375)[0] and not crack_mask(np.array([95], np.uint8), 0.375)[0]

@@ -21,6 +21,8 @@ set them (on the object the factory returns):
 ``placeholder``
     non-empty when the component's results are placeholders, not findings (random
     weights, say): the text says why; tables mark such rows with †.
+
+Both are read after the labeler's ``prepare``, so a labeler may set its ``note`` there.
 """
 
 from __future__ import annotations
