@@ -55,9 +55,10 @@ class Engine:
 
     A trainer uses it like this::
 
-        optimizer = make_optimizer(engine.trainable(), cfg)
-        if engine.restore(optimizer, scheduler):       # a finished checkpoint: nothing to do
+        started = start_training(job)    # crackseg.training: seed, optimizer, scheduler, restore
+        if started is None:               # a finished checkpoint (or nothing trainable): nothing to do
             return engine.result()
+        optimizer, scheduler = started
         net = engine.wrap(module)
         loader = engine.loader(dataset, cfg.batch_size)
         for epoch in engine.epochs():

@@ -174,16 +174,14 @@ class {Camel}Trainer:
     def fit(self, job: Any) -> Any:
         from crackseg.backbone import input_stats, size_multiple
         from crackseg.training import (BinaryLabels, SegmentationTrainSet, TrainForward, check_batch, collate,
-                                       forward_outputs, make_optimizer, make_scheduler)
+                                       forward_outputs, start_training)
 
         engine, cfg = job.engine, job.config
-        if engine.nothing_to_train():
+        started = start_training(job)  # seed, optimizer, scheduler, resume
+        if started is None:  # a finished run (or nothing trainable): nothing to train
             return engine.result()
+        optimizer, scheduler = started
         params = engine.trainable()
-        optimizer = make_optimizer(params, cfg)
-        scheduler = make_scheduler(optimizer, cfg)
-        if engine.restore(optimizer, scheduler):  # a finished run: nothing to train
-            return engine.result()
         data = SegmentationTrainSet(job.samples, BinaryLabels(job.labels), job.image_size, cfg,
                                     *input_stats(job.model), job.seed, dataset=job.dataset)
         loader = engine.loader(data, cfg.batch_size, collate_fn=collate)

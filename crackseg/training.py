@@ -24,7 +24,7 @@ from .errors import CracksegError
 from .io import read_mask
 from .plugins.blame import blamed, plugin_error
 from .plugins.manager import one_line
-from .trainer import LabelFiles
+from .trainer import LabelFiles, TrainJob
 
 #: ``targets(sample, (H, W), epoch) -> bool [K, H, W]``: the planes a trainer learns from in that epoch,
 #: at the image's size
@@ -182,6 +182,23 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
     if cfg.lr_step <= 0:
         return None
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+
+
+def start_training(job: TrainJob) -> tuple[torch.optim.Optimizer, Any] | None:
+    """How every trainer starts: the seed, the optimizer and scheduler of ``job.config``, restored on resume.
+
+    Returns ``(optimizer, scheduler)``, or None when nothing is left to train (the backbone has no
+    trainable parameter, or the checkpoint is finished): the trainer then returns ``job.engine.result()``.
+    """
+    engine, cfg = job.engine, job.config
+    torch.manual_seed(job.seed)
+    if engine.nothing_to_train():
+        return None
+    optimizer = make_optimizer(engine.trainable(), cfg)
+    scheduler = make_scheduler(optimizer, cfg)
+    if engine.restore(optimizer, scheduler):
+        return None
+    return optimizer, scheduler
 
 
 # -- the forward pass ---------------------------------------------------------------------

@@ -14,8 +14,7 @@ from crackseg.training import (
     check_batch,
     collate,
     forward_outputs,
-    make_optimizer,
-    make_scheduler,
+    start_training,
 )
 
 
@@ -24,14 +23,11 @@ class SupervisedTrainer:
 
     def fit(self, job: TrainJob) -> TrainResult:
         engine, cfg = job.engine, job.config
-        torch.manual_seed(job.seed)
-        if engine.nothing_to_train():
+        started = start_training(job)
+        if started is None:
             return engine.result()
+        optimizer, scheduler = started
         params = engine.trainable()
-        optimizer = make_optimizer(params, cfg)
-        scheduler = make_scheduler(optimizer, cfg)
-        if engine.restore(optimizer, scheduler):
-            return engine.result()
         mean, std = input_stats(job.model)
         data = SegmentationTrainSet(job.samples, BinaryLabels(job.labels), job.image_size, cfg, mean, std, job.seed,
                                     dataset=job.dataset)
