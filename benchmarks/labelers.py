@@ -5,10 +5,13 @@ then every labeler turns it into pseudo-labels of all 118 CFD images and the Dee
 images; the table gives each labeler's ODS / OIS / AP (CrackCLIP protocol, soft maps against
 the ground truth), the F1 of its binary masks and the seconds per image. ``--tuned FILE``
 adds a row per YAML layer of ``crackseg tune`` (its labeler section applied on top of the
-defaults), so defaults and tuned values are compared on the same classifier.
+defaults), so defaults and tuned values are compared on the same classifier; ``--tune TRIALS`` runs
+``crackseg tune`` for every labeler first (on ``--annotated`` DeepCrack-**train** images, with the
+benchmark's classifier, never on a test set) and adds each tuned row.
 
     .venv/bin/python benchmarks/labelers.py                    # CPU: resnet18, short budget, ~10 min on 2 cores
     python benchmarks/labelers.py --device cuda --arch resnet50 --epochs 3 --patches-per-epoch 0 --images 0
+    .venv/bin/python benchmarks/labelers.py --tune 20 --images 0 --deepcrack-images 60 --labelers gradcam cam-crf
 
 No ImageNet weights can be downloaded where this runs: the classifier starts from random
 weights unless ``--weights FILE`` names a local file (the table says which).
@@ -66,6 +69,26 @@ def tuned_layers(paths: list[Path]) -> list[tuple[str, str, dict[str, Any]]]:
     return out
 
 
+def tune_labeler(spec: str, args: argparse.Namespace, work: Path, ckpt: Path) -> Path:
+    """``crackseg tune`` of labeler ``spec`` (NAME or NAME:PRESET) on annotated DeepCrack-train images; its layer."""
+    import subprocess
+
+    name, _, preset = spec.partition(":")
+    out = work / f"tuned-{name}{'-' + preset if preset else ''}.yaml"
+    cmd = [str(Path(sys.executable).with_name("crackseg")), "tune", "--labeler", name, "--data", str(args.deepcrack),
+           "--split", "train", "--annotated", str(args.annotated), "--trials", str(args.tune), "--out", str(out),
+           "--device", args.device, "--quiet", "--set", f"labeler.classifier.checkpoint={ckpt}"]
+    if preset:
+        cmd += ["--set", f"labeler.preset={preset}"]
+    t = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"crackseg tune of {spec} failed: {r.stderr.strip()}")
+    print(f"  tuned {spec} in {time.perf_counter() - t:.0f} s: {r.stdout.strip().splitlines()[0]}",
+          file=sys.stderr, flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--deepcrack", type=Path, default=SHARED / "deepcrack")
@@ -79,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--augment", default="random")
     ap.add_argument("--train-images", type=int, default=0, help="DeepCrack-train images (0 = all 300)")
     ap.add_argument("--images", type=int, default=24, help="images per test set (0 = all: 118 CFD, 237 DeepCrack)")
+    ap.add_argument("--deepcrack-images", type=int, default=None, help="DeepCrack-test images (default: --images)")
+    ap.add_argument("--tune", type=int, default=0, metavar="TRIALS",
+                    help="also tune every labeler with crackseg tune (TRIALS trials) and add the tuned rows")
+    ap.add_argument("--annotated", type=int, default=10, help="DeepCrack-train images crackseg tune scores on")
     ap.add_argument("--labelers", nargs="+", default=LABELERS, help="NAME or NAME:PRESET")
     ap.add_argument("--tuned", type=Path, nargs="*", default=[], help="YAML layers written by crackseg tune")
     ap.add_argument("--threads", type=int, default=2)
@@ -98,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     train = folder(args.deepcrack, "train", args.train_images)
-    tests = {"CFD": folder(args.cfd, "all", args.images), "DeepCrack-test": folder(args.deepcrack, "test", args.images)}
+    dc_images = args.images if args.deepcrack_images is None else args.deepcrack_images
+    tests = {"CFD": folder(args.cfd, "all", args.images), "DeepCrack-test": folder(args.deepcrack, "test", dc_images)}
     work = args.work or Path(tempfile.mkdtemp(prefix="labelers-bench-"))
     cfg = classifier_config({
         "arch": args.arch, "weights": args.weights, "patch_size": args.patch_size, "stride": args.patch_size // 2,
@@ -116,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         name, _, preset = spec.partition(":")
         runs.append((f"{spec} (defaults)", name, {"preset": preset} if preset else {}))
     runs += tuned_layers(args.tuned)
+    if args.tune:
+        runs += tuned_layers([tune_labeler(spec, args, work, ckpt) for spec in args.labelers])
     rows = []
     for row_name, name, params in runs:
         params = {k: v for k, v in params.items() if k != "classifier"}

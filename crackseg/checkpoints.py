@@ -8,6 +8,10 @@ state), ``optimizer``/``scheduler``/``scaler`` state, ``epoch``, ``step``, ``don
 segmentation run ``backbone`` (name, params and the plugin that provides it: enough to
 rebuild the model), ``image_size``, ``predict`` settings and ``crackseg_version``. Format 1
 (segmentation only, before the engine) is still read.
+
+A finished run also keeps ``model.pt`` (:func:`write_model_file`): the same dict without the
+training state (optimizer, scheduler, scaler, trainer), a fraction of the size. Loading a run's
+model (:func:`find_checkpoint`) prefers it; ``--resume`` reads ``checkpoint.pt``.
 """
 
 from __future__ import annotations
@@ -19,9 +23,14 @@ import torch
 
 from .components import create_backbone
 from .errors import CracksegError, DataError, UnknownPluginError
+from .io import atomic_write
 
 CHECKPOINT_FORMAT = 2
 CHECKPOINT_FILE = "checkpoint.pt"
+#: a finished run's weights without the training state (what predict, export and evaluate load)
+MODEL_FILE = "model.pt"
+#: the checkpoint keys only resuming needs, left out of ``model.pt``
+TRAINING_STATE = ("optimizer", "scheduler", "scaler", "trainer")
 #: formats this release reads: 1 (segmentation checkpoints before the engine) and 2
 READABLE_FORMATS = (1, 2)
 
@@ -79,13 +88,30 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def write_model_file(checkpoint_path: str | Path, model_path: str | Path | None = None) -> Path | None:
+    """Write ``model_path`` (default: ``model.pt`` beside the checkpoint), atomically: the checkpoint minus
+    its :data:`TRAINING_STATE`. Returns its path; None when there is no checkpoint to copy."""
+    src = Path(checkpoint_path)
+    if not src.is_file():
+        return None
+    ckpt = read_torch_file(src)
+    slim = {k: v for k, v in ckpt.items() if k not in TRAINING_STATE}
+    dst = Path(model_path) if model_path is not None else src.with_name(MODEL_FILE)
+    return atomic_write(dst, lambda tmp: torch.save(slim, tmp))
+
+
 def find_checkpoint(source: str | Path) -> Path:
-    """The checkpoint file of a run folder, or ``source`` itself when it is a file."""
+    """The model file of a run folder (``model.pt``, else ``checkpoint.pt``), or ``source`` itself when it is a file.
+
+    A ``model.pt`` older than the folder's ``checkpoint.pt`` is stale (training went on since): the checkpoint wins.
+    """
     p = Path(source)
     if p.is_dir():
-        p = p / CHECKPOINT_FILE
+        model, ckpt = p / MODEL_FILE, p / CHECKPOINT_FILE
+        stale = model.is_file() and ckpt.is_file() and ckpt.stat().st_mtime_ns > model.stat().st_mtime_ns
+        p = model if model.is_file() and not stale else ckpt
     if not p.is_file():
-        raise CracksegError(f"{source}: no checkpoint found (give a run folder or a checkpoint.pt file)")
+        raise CracksegError(f"{source}: no checkpoint found (give a run folder, a model.pt or a checkpoint.pt file)")
     return p
 
 

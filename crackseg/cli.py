@@ -21,11 +21,12 @@ from typing import Any
 import click
 
 from .compare.command import compare
-from .components import create_labeler
+from .components import create_labeler, default_name
 from .config import (
     PROTOCOLS,
     RunConfig,
     data_spec,
+    demo_layer,
     merge_layers,
     resolve_config,
     resolve_data_section,
@@ -278,25 +279,83 @@ def list_cmd(kind: str, pattern: str) -> None:
 
 @cli.command()
 @click.argument("pred_dir", type=click.Path())
-@click.argument("gt_dir", type=click.Path())
-@click.option("--protocol", type=click.Choice(PROTOCOLS), default=PROTOCOLS[0], show_default=True,
-              help="How ODS / OIS / AP are computed (see README, Metric protocols).")
+@click.argument("gt_dir", required=False, type=click.Path())
+@click.option("--data", help="Score against the masks of a dataset split instead of GT_DIR: a dataset name "
+                             "(crackseg list datasets) or a folder path.")
+@click.option("--split", help="The split of --data to score against.  [default: test]")
+@click.option("--protocol", type=click.Choice(PROTOCOLS),
+              help=f"How ODS / OIS / AP are computed (see README, Metric protocols).  [default: a run folder's "
+                   f"eval.protocol, else {PROTOCOLS[0]}]")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (ods, ois, ap, n, ...).")
-@click.option("--prf", type=click.Path(dir_okay=False), help="Per-threshold P/R/F table (default PRED_DIR/prf.tsv).")
-def evaluate(pred_dir: str, gt_dir: str, protocol: str, as_json: bool, prf: str | None) -> None:
-    """Score probability maps (uint8 PNG, value/255) against ground-truth masks, paired by file stem."""
-    res = evaluate_dirs(pred_dir, gt_dir, protocol)
-    prf_path = Path(prf) if prf else Path(pred_dir) / "prf.tsv"
-    try:
-        write_prf_table(res, prf_path)
-    except OSError as exc:
-        raise CracksegError(f"{prf_path}: cannot write the P/R/F table ({exc.strerror}); pass --prf PATH") from None
-    if as_json:
-        click.echo(json.dumps(res.to_json()))
+@click.option("--prf", type=click.Path(dir_okay=False), help="Also write the per-threshold P/R/F table to FILE.")
+def evaluate(pred_dir: str, gt_dir: str | None, data: str | None, split: str | None, protocol: str | None,
+             as_json: bool, prf: str | None) -> None:
+    """Score probability maps (uint8 PNG, value/255) against ground-truth masks, paired by file stem.
+
+    \b
+    crackseg evaluate RUN_DIR                  the run's predictions/ against its own test split
+    crackseg evaluate PRED_DIR GT_DIR          a folder of predictions against a folder of masks
+    crackseg evaluate PRED_DIR --data D [--split S]   against the masks of split S of dataset D
+
+    Nothing is written into the inputs; --prf FILE writes the P/R/F table.
+    """
+    from .errors import DataError
+    from .evaluation import run_test_split, score_predictions, split_samples  # no torch
+    from .run_folder import CONFIG_FILE, data_label
+
+    info: dict[str, Any] = {}
+    if (Path(pred_dir) / CONFIG_FILE).is_file():
+        if gt_dir or data or split:
+            raise CracksegError(f"{pred_dir} is a run folder, scored against its own test split: it takes no "
+                                f"GT_DIR, --data or --split (to score its predictions against other masks, pass "
+                                f"{Path(pred_dir) / 'predictions'})")
+        preds = Path(pred_dir) / "predictions"
+        if not preds.is_dir():
+            raise CracksegError(f"{pred_dir}: run folder without predictions/ (the run has not finished; "
+                                f"continue it with crackseg run --resume)")
+        spec, samples, run_protocol = run_test_split(pred_dir)
+        info = {"data": data_label(spec), "split": spec["test_split"]}
+        res = score_predictions(preds, samples, protocol or run_protocol,
+                                f"the run's test split ({info['data']}, split {info['split']!r})", extra_ok=False)
     else:
-        click.echo(f"protocol {protocol}, {res.n} images")
+        parent = Path(pred_dir).resolve().parent
+        in_run = (parent / CONFIG_FILE).is_file()
+        if not data and not gt_dir:
+            hint = f", or pass the run folder {parent} itself" if in_run else ""
+            raise CracksegError(f"{pred_dir}: not a run folder; give GT_DIR (a folder of masks) or --data DATASET "
+                                f"[--split S]{hint}")
+        if data and gt_dir:
+            raise CracksegError("give GT_DIR or --data, not both")
+        if gt_dir and split:
+            raise CracksegError("--split selects a split of --data; with GT_DIR every mask in it is scored")
+        try:
+            if data:
+                spec, samples = split_samples(data, split or "test")
+                info = {"data": data_label(spec), "split": split or "test"}
+                res = score_predictions(pred_dir, samples, protocol or PROTOCOLS[0],
+                                        f"{info['data']} split {info['split']!r}")
+            else:
+                res = evaluate_dirs(pred_dir, str(gt_dir), protocol or PROTOCOLS[0])
+        except DataError as exc:
+            if not in_run:
+                raise
+            raise DataError(f"{exc}; {parent} is a run folder: crackseg evaluate {parent} scores its predictions "
+                            f"against its own test split") from None
+    if prf:
+        try:
+            write_prf_table(res, prf)
+        except OSError as exc:
+            click.echo(f"crackseg: warning: {prf}: cannot write the P/R/F table ({exc.strerror or exc}); "
+                       f"the scores are unaffected", err=True)
+            prf = None
+    if as_json:
+        click.echo(json.dumps({**res.to_json(), **info}))
+    else:
+        where = f" ({info['data']}, split {info['split']})" if info else ""
+        click.echo(f"protocol {res.protocol}, {res.n} images{where}")
         click.echo(f"ODS {100 * res.ods:.2f}  OIS {100 * res.ois:.2f}  AP {100 * res.ap:.2f}  (%)")
-        click.echo(f"P/R/F per threshold: {prf_path}")
+        if prf:
+            click.echo(f"P/R/F per threshold: {prf}")
 
 
 @cli.command()
@@ -304,7 +363,9 @@ def evaluate(pred_dir: str, gt_dir: str, protocol: str, as_json: bool, prf: str 
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--threshold", type=float, help="Probability for the binary mask (default: the run's).")
+@click.option("--threshold", type=float,
+              help="Probability T: mask = value/255 > T (default: a run folder's ODS threshold, else the saved "
+                   "predict.threshold).")
 @click.option("--mode", type=click.Choice(["auto", "resize", "tile"]), help="Large images: tile or resize.")
 @click.option("--measure", "do_measure", is_flag=True, help="Also measure the cracks (OUT/measurements/).")
 @measure_options
@@ -312,9 +373,11 @@ def evaluate(pred_dir: str, gt_dir: str, protocol: str, as_json: bool, prf: str 
 def predict(source: str, images: tuple[str, ...], out: str, device: str, threshold: float | None,
             mode: str | None, do_measure: bool, px_per_mm: float | None, min_area: int, travel: str,
             quiet: bool) -> None:
-    """Apply a finished run (RUN_DIR, CHECKPOINT or exported MODEL.onnx) to photos of any size."""
+    """Apply a finished run (RUN_DIR, its model.pt or checkpoint.pt, or an exported MODEL.onnx) to photos of any
+    size; prints the threshold used and why."""
     opt = MeasureOptions(px_per_mm=px_per_mm, min_area=min_area, travel=travel)  # checked before predicting
-    written = predict_paths(source, images, out, device=device, threshold=threshold, mode=mode, quiet=quiet)
+    written = predict_paths(source, images, out, device=device, threshold=threshold, mode=mode, quiet=quiet,
+                            log=click.echo)
     click.echo(f"wrote {len(written)} masks to {out} (probabilities in {Path(out) / 'prob'}, "
                f"overlays in {Path(out) / 'overlay'})")
     if do_measure:
@@ -416,7 +479,8 @@ def labeler_layers(command: str, labeler: str, data: str, config_file: str | Non
     if unknown:
         raise ConfigError(f"config key {unknown[0]!r} is not used by `crackseg {command}` "
                           f"(valid: {', '.join(_LABEL_KEYS)})")
-    return raw
+    data_name = raw["data"].get("name") or default_name("datasets")
+    return merge_layers([demo_layer(str(data_name), labeler), raw])
 
 
 @cli.command()

@@ -3,15 +3,18 @@
 Resolution order (later wins): built-in defaults → the backbone's training
 defaults (its ``train`` extra) → the trainer's (its ``train`` extra: a training method's
 recipe) → the dataset's suggestions (its ``train`` extra,
-e.g. the images' native size) → the ``--config`` YAML file → CLI flags → ``--set``
-→ ``--prompts``. Plugin sections (``data``, ``labeler``, ``backbone``, ``trainer``) hold ``name``
-plus that plugin's own parameters, validated against the plugin's dataclass; a layer
-that names another plugin replaces the section instead of merging into it. A section
+e.g. the images' native size; for demo data, ``demo=True``, the labeler's ``demo`` settings)
+→ the ``--config`` YAML file → CLI flags → ``--set`` → ``--prompts`` → a backbone's fixed
+input size (its ``input_size_param`` extra) as ``train.image_size``. Plugin sections (``data``,
+``labeler``, ``backbone``, ``trainer``) hold ``name`` plus that plugin's own parameters,
+validated against the plugin's dataclass; a layer that names another plugin replaces the
+section instead of merging into it. A section
 without a name gets the plugin that offers itself as the default (``default=True``).
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args, get_type_hints
@@ -68,7 +71,8 @@ class PredictConfig:
     erosion_iterations: int = 0
     #: per-image min-max normalisation (the CrackCLIP authors' test.py)
     minmax_normalize: bool = False
-    #: probability above which ``predict`` writes crack in binary masks
+    #: probability above which binary masks are crack where no ODS threshold is known (a run's own
+    #: overlays and ``crackseg predict RUN_DIR`` use the run's ODS threshold, ``--threshold`` overrides)
     threshold: float = 0.5
     #: number of test images with overlays written to the run folder
     overlays: int = 4
@@ -178,10 +182,14 @@ def resolve_config(layers: list[dict[str, Any]], prompts: str | None = None) -> 
     base["train"] = deep_merge(base["train"], dict(bentry.extras.get("train") or {}))
     base["train"] = deep_merge(base["train"], dict(get_entry("trainers", names["trainer"]).extras.get("train") or {}))
     base["train"] = deep_merge(base["train"], _dataset_suggestion(raw, names["data"]))
+    base = deep_merge(base, demo_layer(names["data"], names["labeler"]))
     for section, name in names.items():
         raw = deep_merge(raw, {section: {"name": name}})
     cfg: RunConfig = schema.build(RunConfig, deep_merge(base, raw))
     cfg.backbone = resolve_section("backbones", cfg.backbone, "backbone")
+    size_param = bentry.extras.get("input_size_param")
+    if size_param and cfg.backbone.get(size_param):
+        cfg.train.image_size = int(cfg.backbone[size_param])  # what training really uses: show it
     cfg.labeler = resolve_section("labelers", cfg.labeler, "labeler")
     cfg.trainer = resolve_section("trainers", cfg.trainer, "trainer")
     cfg.data = resolve_data_section(cfg.data)
@@ -240,6 +248,20 @@ def _dataset_suggestion(raw: dict[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(suggest, dict):
         raise ConfigError(f"dataset {name!r}: its training suggestion is not a mapping")
     return dict(suggest)
+
+
+def demo_layer(data: str, labeler: str) -> dict[str, Any]:
+    """The labeler's ``demo`` settings when dataset ``data`` is demo data (registered with ``demo=True``).
+
+    Demo data (the embedded synthetic images) is for trying the pipeline in minutes on a
+    CPU; a labeler that would train a large model declares smaller settings for it
+    (``demo={...}``, keys of its params). They sit under the user's layers: any
+    ``--config`` or ``--set`` value wins.
+    """
+    if not get_entry("datasets", data).extras.get("demo"):
+        return {}
+    settings = get_entry("labelers", labeler).extras.get("demo")
+    return {"labeler": {"name": labeler, **copy.deepcopy(settings)}} if settings else {}
 
 
 _TERM = re.compile(r"^\s*(?:(?P<w>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(?P<name>[A-Za-z0-9_.-]+)\s*$")

@@ -2,6 +2,8 @@
 
 Used for a run's own test split (:mod:`crackseg.runner`) and for any other data a
 finished run is evaluated on (``RUN/eval/<name>/``, e.g. the test sets of a grid).
+``crackseg evaluate`` scores saved predictions against the masks of a dataset split
+(:func:`score_predictions`, :func:`run_test_split`, :func:`split_samples`) without torch.
 """
 
 from __future__ import annotations
@@ -14,14 +16,18 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from . import distributed as dist_utils
-from .config import RunConfig
+from . import schema
+from .components import create_dataset
+from .config import DATA_KEYS, EvalConfig, RunConfig, data_spec, resolve_data_section
 from .data import Sample, load_samples
-from .errors import CracksegError
-from .io import write_json, write_png
+from .errors import ConfigError, CracksegError, DataError
+from .io import images_by_stem, read_gray, write_json, write_png
 from .keys import content_key
-from .metrics import MetricAccumulator, crack_mask, write_prf_table
+from .layers import load_yaml
+from .metrics import MetricAccumulator, MetricsResult, _name_some, crack_mask, write_prf_table
 from .overlays import overlay
-from .run_folder import METRICS_FILE, data_label, load_run_config
+from .plugins.blame import blamed
+from .run_folder import CONFIG_FILE, METRICS_FILE, data_label, load_run_config
 from .schema import to_dict
 
 
@@ -41,19 +47,16 @@ def predict_and_evaluate(model: Any, samples: Sequence[Sample], out_dir: Path, c
     mine = dist_utils.shard(list(samples), env)
     acc = MetricAccumulator(cfg.eval.protocol)
     pred_dir = out_dir / "predictions"
-    overlay_stems = {s.stem for s in list(samples)[: pc.overlays]}
     starts = range(0, len(mine), pc.batch_size)
     for start in tqdm(starts, desc="predict", disable=quiet or not env.is_main, leave=False):
         chunk = mine[start : start + pc.batch_size]
         imgs = [s.load_image() for s in chunk]
-        for s, img, prob in zip(chunk, imgs, predictor.predict_many(imgs)):
+        for s, prob in zip(chunk, predictor.predict_many(imgs)):
             u8 = postprocess(prob, pc.erosion_iterations, pc.minmax_normalize)
             write_png(pred_dir / f"{s.stem}.png", u8)
             gt = s.mask() if s.has_mask else None
             if gt is not None:
                 acc.add(s.stem, u8, gt)
-            if s.stem in overlay_stems:
-                write_png(out_dir / "overlays" / f"{s.stem}.png", overlay(img, crack_mask(u8, pc.threshold), gt))
     gathered = dist_utils.all_gather_objects(env, acc.histograms())
     if not env.is_main:
         return {}
@@ -62,11 +65,22 @@ def predict_and_evaluate(model: Any, samples: Sequence[Sample], out_dir: Path, c
         for stem, pos, neg in part:
             total.add_histograms(stem, pos, neg)
     if not total.histograms():
+        _write_overlays(list(samples)[: pc.overlays], pred_dir, out_dir / "overlays", pc.threshold)
         return {"ods": None, "ois": None, "ap": None, "n": 0, "protocol": cfg.eval.protocol,
                 "warning": "no test image has a ground-truth mask; predictions written, nothing evaluated"}
     res = total.result()
     write_prf_table(res, out_dir / "prf.tsv")
+    # overlays at the run's ODS threshold: the cut `crackseg predict RUN_DIR` uses by default
+    _write_overlays(list(samples)[: pc.overlays], pred_dir, out_dir / "overlays", res.ods_threshold)
     return res.to_json()
+
+
+def _write_overlays(samples: Sequence[Sample], pred_dir: Path, out: Path, threshold: float) -> None:
+    """``out/<stem>.png``: each image with its predicted mask cut at ``threshold`` (and its ground truth)."""
+    for s in samples:
+        u8 = read_gray(pred_dir / f"{s.stem}.png")
+        write_png(out / f"{s.stem}.png", overlay(s.load_image(), crack_mask(u8, threshold),
+                                                 s.mask() if s.has_mask else None))
 
 
 def evaluate_run(run_dir: str | Path, data: dict[str, Any], name: str, *, device: str = "auto",
@@ -103,3 +117,66 @@ def evaluate_run(run_dir: str | Path, data: dict[str, Any], name: str, *, device
                     "labeler": cfg.labeler["name"], "backbone": cfg.backbone["name"]})
     write_json(mpath, metrics)
     return metrics
+
+
+# -- scoring saved predictions (crackseg evaluate; no torch) ---------------------------
+def run_test_split(run_dir: str | Path) -> tuple[dict[str, Any], list[Sample], str]:
+    """(data section, samples, protocol) of the split a run predicted and scored, from its ``config.yaml``.
+
+    The samples are those :mod:`crackseg.runner` used: ``data.test_split`` of the run's
+    dataset, the first ``data.limit_test``. Only the ``data`` and ``eval`` sections are
+    read (re-validated), so a run whose backbone needs torch is evaluated without it.
+    """
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise CracksegError(f"{run_dir}: not a run folder (no {CONFIG_FILE})")
+    raw = load_yaml(path, what="run config")
+    section = raw.get("data")
+    if not isinstance(section, dict) or not isinstance(section.get("name"), str):
+        raise ConfigError(f"run config {path}: no data section naming its dataset")
+    data = resolve_data_section(section)
+    protocol = str(schema.build(EvalConfig, raw.get("eval"), "eval").protocol)
+    dataset = create_dataset(data["name"], **{k: v for k, v in data.items() if k not in DATA_KEYS})
+    with blamed("datasets", data["name"], "listing its splits"):
+        samples = dataset.samples(data["test_split"])
+    limit = int(data["limit_test"] or 0)
+    return data, (samples[:limit] if limit else samples), protocol
+
+
+def split_samples(data: str, split: str) -> tuple[dict[str, Any], list[Sample]]:
+    """(data section, samples) of ``split`` of ``data``: a dataset name or a folder a dataset plugin opens."""
+    spec = data_spec(data)
+    return spec, load_samples(spec, split)
+
+
+def score_predictions(pred_dir: str | Path, samples: Sequence[Sample], protocol: str, what: str, *,
+                      extra_ok: bool = True) -> MetricsResult:
+    """Score ``pred_dir/<stem>.*`` (uint8 probability maps) against the masks of ``samples``, in their order.
+
+    Samples without a mask are skipped (as a run skips them); a sample with a mask but no
+    prediction is a :class:`DataError` naming it. Predictions of other stems are ignored,
+    or refused when ``extra_ok`` is false. ``what`` names the samples in messages.
+    """
+    preds = images_by_stem(pred_dir, what="prediction")
+    scored = [s for s in samples if s.has_mask]
+    if not scored:
+        raise DataError(f"{what}: no image has a ground-truth mask; nothing to evaluate")
+    missing = [s.stem for s in scored if s.stem not in preds]
+    if missing:
+        raise DataError(f"{len(missing)} image(s) of {what} have no prediction in {pred_dir}: "
+                        f"{_name_some(missing)} (files are paired by stem)")
+    if not extra_ok:
+        extra = sorted(set(preds) - {s.stem for s in samples})
+        if extra:
+            raise DataError(f"{len(extra)} prediction(s) in {pred_dir} are not images of {what}: "
+                            f"{_name_some(extra)}")
+    acc = MetricAccumulator(protocol)
+    for s in scored:
+        pred = read_gray(preds[s.stem])
+        gt = s.mask()
+        if pred.shape != gt.shape:
+            raise DataError(f"{preds[s.stem]}: prediction is {pred.shape[1]}x{pred.shape[0]} but the mask of "
+                            f"{s.source or s.stem} is {gt.shape[1]}x{gt.shape[0]} (W x H); predictions must "
+                            f"have the mask's size")
+        acc.add(s.stem, pred, gt)
+    return acc.result()

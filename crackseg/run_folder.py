@@ -1,8 +1,11 @@
 """The run folder: its file names, its saved config, and the checks before a run writes into it.
 
 A run folder holds ``config.yaml`` (resolved), ``labels/`` (pseudo-labels),
-``labeler/`` (what the labeler trained), ``checkpoint.pt``, ``predictions/`` (uint8
-probability PNGs), ``overlays/``, ``metrics.json``, ``prf.tsv`` and ``results.md``.
+``labeler/`` (what the labeler trained), ``checkpoint.pt`` (after every epoch: weights and the
+training state ``--resume`` needs), ``model.pt`` (when training finishes: the weights alone,
+what predict / export / evaluate load), ``predictions/`` (uint8 probability PNGs),
+``overlays/``, ``metrics.json`` (with ``ods_threshold``, predict's default threshold),
+``prf.tsv`` and ``results.md``.
 """
 
 from __future__ import annotations

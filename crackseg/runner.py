@@ -30,8 +30,9 @@ from .locks import file_lock
 from .plugins import registry
 from .plugins.blame import blamed
 from .run_folder import CONFIG_FILE, METRICS_FILE, RESULTS_FILE, check_run_dir, data_label, default_out
+from .sanity import prediction_coverage, prediction_warning
 from .schema import to_dict
-from .tables import results_table
+from .tables import ods_ois_remark, results_table
 from .trainer import TrainJob
 
 
@@ -65,12 +66,13 @@ def run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[st
 
 def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
     from .backbone import loss_weights  # torch from here on
-    from .checkpoints import CHECKPOINT_FILE
+    from .checkpoints import CHECKPOINT_FILE, write_model_file
     from .engine import Engine
     from .evaluation import predict_and_evaluate
     from .losses import DeepSupervisionLoss, parse_loss
-    from .pseudo_labels import write_pseudo_labels
+    from .pseudo_labels import label_coverage, label_coverage_warning, write_pseudo_labels
 
+    t_begin = time.perf_counter()
     if not cfg.out:
         cfg.out = default_out(cfg)
     # the folder check reads only: a rerun without --resume fails before anything is built
@@ -116,7 +118,11 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
             prepare_labeler(labeler, train, ctx, env, cfg.labeler["name"])
         # read after prepare: a component may add a note there (e.g. what its trained model started from)
         notes, placeholders = component_remarks(dataset, labeler, model, trainer)
-        label_files = write_pseudo_labels(labeler, train, label_dir, ctx, env, name=cfg.labeler["name"])
+        label_files = write_pseudo_labels(labeler, train, label_dir, ctx, env, name=cfg.labeler["name"], warn=False)
+        # all empty or mostly crack (cached labels included): said now, and in the notes
+        label_alert = label_coverage_warning(label_coverage(f.binary for f in label_files.values()),
+                                             label_dir) if env.is_main else ""
+    _warn(label_alert, env)
     log(f"labels: {cfg.labeler['name']} → {label_dir}")
 
     # 3. backbone training: the trainer, on the engine
@@ -145,25 +151,61 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
             result = trainer.fit(job)
     finally:
         engine.close()
+    if env.is_main:  # the finished run's weights alone (model.pt), for predict / export / evaluate
+        write_model_file(run_dir / CHECKPOINT_FILE)
 
     # 4. predictions + 5. metrics
+    if engine.stopped == "already finished":
+        log(f"reusing the finished run in {run_dir}: predicting and evaluating again")
     metrics = predict_and_evaluate(model, test, run_dir, cfg, size, device, env, quiet)
     if env.is_main:
+        prediction_alert = _prediction_warning(run_dir, test, metrics, cfg.predict.threshold)
+        _warn(prediction_alert, env)
+        alerts = [a for a in (label_alert, prediction_alert) if a]
         metrics.update({
             "labeler": cfg.labeler["name"], "backbone": cfg.backbone["name"], "data": data_label(cfg.data),
             "train_images": len(train), "test_images": len(test),
             "train_seconds": round(result.seconds, 2), "train_images_per_s": round(result.images_per_s, 3),
             "epochs_done": result.epochs_done, "history": result.history,
             "total_seconds": round(time.perf_counter() - t_start, 2),
-            "notes": "; ".join([*placeholders, *notes, f"{result.epochs_done} ep @ {size}px"]),
-            "placeholders": placeholders, "plugins": provenance,
+            "notes": "; ".join([*placeholders, *notes, *alerts, f"{result.epochs_done} ep @ {size}px"]),
+            "warnings": alerts, "placeholders": placeholders, "plugins": provenance,
         })
         write_json(run_dir / METRICS_FILE, metrics)
-        table = results_table([metrics])
-        write_text(run_dir / RESULTS_FILE, table + "\n")
-        print(table)
+        text = "\n".join(filter(None, [results_table([metrics]), ods_ois_remark(metrics)]))
+        write_text(run_dir / RESULTS_FILE, text + "\n")
+        print(text)
+        log(f"finished in {elapsed_text(time.perf_counter() - t_begin)}; results in {run_dir}/ "
+            f"({METRICS_FILE}, {RESULTS_FILE})")
     dist_utils.shutdown(env)
     return metrics
+
+
+def elapsed_text(seconds: float) -> str:
+    """A duration for people: ``8.3 s``, ``1 min 12 s``, ``2 h 05 min``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    s = round(seconds)
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def _prediction_warning(run_dir: Path, test: Sequence[Sample], metrics: dict[str, Any], threshold: float) -> str:
+    """:func:`crackseg.sanity.prediction_warning` of the run's prediction maps (at ODS's threshold when scored)."""
+    from .io import read_gray
+
+    ods_t = metrics.get("ods_threshold")
+    paths = (run_dir / "predictions" / f"{s.stem}.png" for s in test)
+    cov = prediction_coverage((read_gray(p) for p in paths if p.is_file()),
+                              ods_t if isinstance(ods_t, (int, float)) else threshold)
+    return prediction_warning(cov, "ODS threshold" if isinstance(ods_t, (int, float)) else "threshold")
+
+
+def _warn(text: str, env: dist_utils.DistEnv) -> None:
+    """One ``crackseg: warning:`` line on stderr (rank 0; also under --quiet: it says a result is useless)."""
+    if text and env.is_main:
+        print(f"crackseg: warning: {text}", file=sys.stderr, flush=True)
 
 
 def active_loggers(cfg: RunConfig) -> list[str]:

@@ -38,3 +38,27 @@ def results_table(runs: Sequence[dict[str, Any]]) -> str:
              percent(r.get("ods")), percent(r.get("ois")), percent(r.get("ap")), str(r.get("notes", ""))]
             for r in runs]
     return markdown_table(header, rows, [False, False, False, True, True, True, False])
+
+
+#: |ODS − OIS| above this (in points, i.e. percentage points) earns results.md an explanatory line
+ODS_OIS_GAP = 15.0
+
+
+def ods_ois_remark(metrics: dict[str, Any], gap: float = ODS_OIS_GAP) -> str:
+    """One line for ``results.md`` when ODS and OIS differ by more than ``gap`` points; "" otherwise."""
+    ods, ois = metrics.get("ods"), metrics.get("ois")
+    if not isinstance(ods, (int, float)) or not isinstance(ois, (int, float)) or math.isnan(ods) or math.isnan(ois):
+        return ""
+    diff = 100 * (float(ods) - float(ois))
+    if abs(diff) <= gap:
+        return ""
+    where = "see the README, section 'Metric protocols', paragraph 'When OIS is far from ODS'"
+    if diff > 0 and metrics.get("protocol", "crackclip") == "crackclip":
+        return (f"OIS is {diff:.1f} points below ODS: the crackclip protocol (the authors' script) binarises "
+                f"each crack-free test image at 0.00, and an image with false but no true positives at some "
+                f"threshold at the first such threshold (numpy's argmax picks the first NaN F), so OIS pools "
+                f"their false positives — the authors' quirk, kept on purpose; {where}.")
+    if diff > 0:
+        return f"OIS is {diff:.1f} points below ODS; {where}."
+    return (f"OIS is {-diff:.1f} points above ODS: the best threshold differs much between test images "
+            f"(ODS uses one threshold for all of them); {where}.")

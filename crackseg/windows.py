@@ -14,7 +14,7 @@ A subclass supplies ``forward_batch`` (a torch module in ``inference``, an ONNX 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -38,10 +38,15 @@ class WindowPredictor:
         raise NotImplementedError
 
     # -- per image ------------------------------------------------------------------
-    def predict_many(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Probability maps (each at its image's size) for a list of RGB uint8 images."""
+    def predict_many(self, images: Sequence[np.ndarray],
+                     progress: Callable[[int], object] | None = None) -> list[np.ndarray]:
+        """Probability maps (each at its image's size) for a list of RGB uint8 images.
+
+        ``progress(n)`` is called after each forward pass with the ``n`` windows it computed
+        (:meth:`window_count` per image in all), e.g. a progress bar's ``update``.
+        """
         out: list[np.ndarray | None] = [None] * len(images)
-        resize_idx = [i for i, im in enumerate(images) if not self._tiles(im)]
+        resize_idx = [i for i, im in enumerate(images) if not self._tiles(im.shape[:2])]
         for start in range(0, len(resize_idx), self.batch_size):
             chunk = resize_idx[start : start + self.batch_size]
             batch = np.stack([_resize(images[i], self.size, self.size) for i in chunk])
@@ -49,19 +54,35 @@ class WindowPredictor:
             for i, p in zip(chunk, probs):
                 h, w = images[i].shape[:2]
                 out[i] = _resize_prob(p, w, h)
+            if progress is not None:
+                progress(len(chunk))
         for i, im in enumerate(images):
             if out[i] is None:
-                out[i] = self.predict_tiled(im)
+                out[i] = self.predict_tiled(im, progress)
         return [o for o in out if o is not None]
 
-    def _tiles(self, image: np.ndarray) -> bool:
+    def window_count(self, shape: tuple[int, int]) -> int:
+        """How many windows an image of ``shape`` (H, W) takes: 1 resized, or its tiles."""
+        if not self._tiles(shape):
+            return 1
+        ys, xs = self._tile_starts(shape)
+        return len(ys) * len(xs)
+
+    def _tiles(self, shape: tuple[int, ...]) -> bool:
         if self.mode == "tile":
             return True
         if self.mode == "resize":
             return False
-        return max(image.shape[:2]) > 2 * self.size
+        return max(shape[:2]) > 2 * self.size
 
-    def predict_tiled(self, image: np.ndarray) -> np.ndarray:
+    def _tile_starts(self, shape: tuple[int, ...]) -> tuple[list[int], list[int]]:
+        """The window corners along y and x of an image of ``shape`` (padded to at least one window)."""
+        s = self.size
+        stride = max(1, int(round(s * (1 - self.overlap))))
+        return _starts(max(shape[0], s), s, stride), _starts(max(shape[1], s), s, stride)
+
+    def predict_tiled(self, image: np.ndarray, progress: Callable[[int], object] | None = None) -> np.ndarray:
+        """One image in overlapping windows, blended; ``progress`` as in :meth:`predict_many`."""
         s = self.size
         h, w = image.shape[:2]
         import cv2
@@ -69,9 +90,7 @@ class WindowPredictor:
         ph, pw = max(0, s - h), max(0, s - w)
         img = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_REFLECT_101) if (ph or pw) else image
         H, W = img.shape[:2]
-        stride = max(1, int(round(s * (1 - self.overlap))))
-        ys = _starts(H, s, stride)
-        xs = _starts(W, s, stride)
+        ys, xs = self._tile_starts((H, W))
         weight = _blend_window(s)
         acc = np.zeros((H, W), np.float32)
         norm = np.zeros((H, W), np.float32)
@@ -82,8 +101,9 @@ class WindowPredictor:
             for (y, x), p in zip(chunk, probs):
                 acc[y : y + s, x : x + s] += p * weight
                 norm[y : y + s, x : x + s] += weight
+            if progress is not None:
+                progress(len(chunk))
         return (acc / np.maximum(norm, 1e-8))[:h, :w]
-
 
 
 def _starts(total: int, size: int, stride: int) -> list[int]:

@@ -40,7 +40,7 @@ CORE_WORDS = {
         "folder", "path", "root", "size", "model", "images", "masks", "splits", "layers", "weights", "width",
         "height", "depth", "checkpoint", "window", "iterations", "style", "stride", "preset", "object", "gate",
         "alpha", "gamma", "activation", "smooth", "dropout", "arch", "edge", "generic", "encoder", "pretrained",
-        "file", "csv",
+        "file", "csv", "pad",
     )},
 }
 

@@ -178,10 +178,11 @@ def test_imagenet_unavailable_trains_from_random_weights_and_says_so(torch_home,
     ckpt = tmp_path / "classifier.pt"
     assert json.loads(metrics_path(ckpt).read_text())["init"] == "random"
     mtime = ckpt.stat().st_mtime_ns
-    # the same training as weights: null, so an explicit from-scratch labeler reuses it, with no note
+    # the same training as weights: null, so an explicit from-scratch labeler reuses it, with no RANDOM note
+    # (this tiny classifier may be degenerate, which its note then says)
     scratch = crackseg.create_labeler("gradcam", patch_size=64, classifier=SMALL)
     scratch.prepare(samples, ctx(tmp_path))
-    assert ckpt.stat().st_mtime_ns == mtime and scratch.note == ""
+    assert ckpt.stat().st_mtime_ns == mtime and "RANDOM" not in scratch.note
 
 
 def test_run_records_the_random_classifier_in_notes_and_table(torch_home, tmp_path):
@@ -418,3 +419,52 @@ class TestGradCAMContract(LabelerContract):
     name = "gradcam"
     params = {"patch_size": 32, "classifier": {**SMALL, "epochs": 1}}
     changed_params = {"threshold": 0.3}
+
+
+def test_koenig_grid_drops_the_last_row_like_his_merge():
+    """König's _merge_out_preds sizes the grid from the unpadded image: Crack500's 360 px lose a row."""
+    from crackseg_cam.location import koenig_grid_shape, localisation_map
+
+    assert koenig_grid_shape(360, 640, 32, 16) == (22, 39)  # 23 rows of patches were classified
+    assert koenig_grid_shape(384, 640, 32, 16) == (23, 39)  # (h - 32) % 16 == 0: nothing dropped
+
+    class RowIndex:
+        """p(crack) = the patch's row number / 100 (patches arrive row-major, 39 per row)."""
+
+        def __init__(self):
+            self.seen = 0
+
+        def crack_probs(self, batch):
+            out = (self.seen + np.arange(len(batch))) // 39 / 100.0
+            self.seen += len(batch)
+            return out.astype(np.float32)
+
+    img = np.zeros((360, 640, 3), np.uint8)
+    covering = localisation_map(RowIndex(), img, 32, 16, 64, "covering")
+    koenig = localisation_map(RowIndex(), img, 32, 16, 64, "koenig")
+    # the covering grid reaches row 22 (p 0.22) at the bottom; König's stops at row 21
+    assert covering[-1].max() == pytest.approx(0.22, abs=0.006)
+    assert koenig[-1].max() == pytest.approx(0.21, abs=0.006)
+    assert koenig.shape == covering.shape == (360, 640)
+
+
+def test_demo_data_gives_cam_labelers_a_small_classifier_the_user_can_override(tmp_path):
+    from crackseg.config import resolve_config
+
+    cfg = resolve_config([{"labeler": {"name": "cam-crf"}}])  # synthetic: the default dataset, demo data
+    assert cfg.labeler["classifier"]["arch"] == "resnet18" and cfg.labeler["classifier"]["epochs"] == 3
+    mine = resolve_config([{"labeler": {"name": "cam-crf", "classifier": {"epochs": 5}}}])
+    assert mine.labeler["classifier"]["epochs"] == 5 and mine.labeler["classifier"]["arch"] == "resnet18"
+    real = resolve_config([{"labeler": {"name": "cam-crf"}, "data": {"name": "folder", "root": str(tmp_path)}}])
+    assert real.labeler["classifier"]["arch"] == "resnet50"  # real photos: the paper's classifier
+
+
+def test_long_cpu_training_is_estimated_before_it_starts():
+    from crackseg_cam.estimate import cpu_estimate, duration
+
+    line = cpu_estimate("resnet50", 128, 19_040, 10)
+    assert line is not None and "resnet50 x 10 epochs x 19,040 patches" in line and "about 3 h" in line
+    assert "arch=resnet18 is about 2.8x faster" in line
+    assert cpu_estimate("resnet18", 64, 400, 3) is None  # the demo settings: seconds, nothing said
+    assert cpu_estimate("timm:efficientnet_b0", 128, 10**6, 10) is None  # no measured cost: no guess
+    assert duration(47) == "about 50 s" and duration(600) == "about 10 min"

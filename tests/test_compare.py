@@ -153,13 +153,20 @@ def test_paper_grid_cells_are_shared_between_tables():
     names = [c.name for c in grid.cells]
     assert names == [
         "gradcam+deepcrack-liu", "cam-crf+deepcrack-liu", "cam-location+deepcrack-liu", "gradcam+deepcrack-liu+cac",
-        "cam-location+crackclip", "fsv+crackclip", "cam-crf+crackclip", "cam-crf+unet-original",
-        "cam-crf+deepcrack-zou", "cam-crf+oed", "cam-location+crackclip+generic",
+        "cam-location+crackclip", "fsv+crackclip+focal+dice", "fsv+crackclip+focal+dice+edge",
+        "cam-crf+crackclip+focal+dice", "cam-crf+crackclip+focal+dice+edge",
+        "cam-location+crackclip+focal+dice+edge", "cam-crf+unet-original", "cam-crf+deepcrack-zou", "cam-crf+oed",
+        "cam-location+crackclip+generic+focal+dice", "cam-location+crackclip+generic+focal+dice+edge",
     ]
     rows = {(t.id, r.id): r for t in grid.tables for r in t.rows}
-    # Table 1's CrackCLIP = Table 2's CAM-Location = Figure 5's crack prompts: one cell
-    assert rows["table1", "crackclip"].cell == rows["table2", "cam-location+crackclip"].cell \
-        == rows["figure5", "cam-location+crackclip+crack"].cell == 4
+    # Table 1's CrackCLIP = Table 2's CAM-Location (released loss) = Figure 5's crack prompts: one cell
+    assert rows["table1", "crackclip"].cell == rows["table2", "cam-location+crackclip+focal+dice"].cell \
+        == rows["figure5", "cam-location+crackclip+crack+focal+dice"].cell == 4
+    # the edge-loss arms (the paper's formula): Table 2's CAM-CRF arm is Table 3's extra CrackCLIP row
+    edge = grid.cells[rows["table2", "cam-crf+crackclip+focal+dice+edge"].cell]
+    assert edge.config["loss"] == "focal+dice+edge" and grid.cells[4].config["loss"] == "focal+dice"
+    assert rows["table3", "cam-crf+crackclip+focal+dice+edge"].cell == edge.index
+    assert rows["table3", "cam-crf+crackclip"].cell == rows["table2", "cam-crf+crackclip+focal+dice"].cell
     # PWSC = Table 3's DeepCrack1 on CAM-CRF labels
     assert rows["table1", "pwsc"].cell == rows["table3", "cam-crf+deepcrack-liu"].cell == 1
     # CAC is a cell of its own: DeepCrack1 on Grad-CAM maps with the cac trainer and its recipe

@@ -105,3 +105,52 @@ def test_every_shipped_config_resolves():
     for f in files:
         cfg = resolve_config([load_yaml(f)])
         assert cfg.backbone["name"] and cfg.labeler["name"], f
+
+
+# a bad setting in every section of RunConfig: `config show` must refuse exactly what `run` refuses
+BAD_SETTINGS = [
+    ("seed=abc", "seed"), ("device=tpu", "device"), ("out=[1]", "out"), ("shared_dir=[1]", "shared_dir"),
+    ("data.bogus=1", "data.bogus"), ("data.limit_test=-1", "data.limit_test"),
+    ("labeler.bogus=1", "bogus"), ("backbone.bogus=1", "bogus"),
+    ("trainer.bogus=1", "bogus"), ("loss=nope", "nope"), ("loss_params.focal.alpha=1", "focal"),
+    ("loss_weights=3", "loss_weights"), ("train.bogus=1", "train.bogus"), ("train.epochs=0", "train.epochs"),
+    ("predict.mode=zoom", "predict.mode"), ("eval.protocol=mine", "eval.protocol"), ("bogus=1", "bogus"),
+]
+
+
+@pytest.mark.parametrize("setting,culprit", BAD_SETTINGS)
+def test_config_show_and_run_refuse_the_same_settings(setting, culprit, tmp_path):
+    from conftest import run_main
+
+    show = run_main("config", "show", "--set", setting)
+    run = run_main("run", "--out", str(tmp_path / "r"), "--set", setting)
+    assert show.returncode == run.returncode == 2, (show.stderr, run.stderr)
+    assert show.stderr == run.stderr and culprit in show.stderr and len(show.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+def test_config_show_accepts_what_run_accepts_in_every_section():
+    from conftest import run_main
+
+    good = ["seed=3", "device=cpu", "data.limit_test=2", "labeler.name=gradcam", "labeler.classifier.epochs=1",
+            "backbone.encoder=resnet18", "trainer.name=supervised", "loss=dice", "train.epochs=1",
+            "predict.mode=resize", "eval.protocol=paper"]
+    r = run_main("config", "show", *[a for s in good for a in ("--set", s)])
+    assert r.returncode == 0, r.stderr
+    shown = load_yaml_text(r.stdout)
+    assert shown["labeler"]["classifier"]["epochs"] == 1 and shown["eval"]["protocol"] == "paper"
+    # every resolved setting of every section is printed, not only what was set
+    assert {"arch", "patch_size", "max_patches_per_epoch"} <= set(shown["labeler"]["classifier"])
+    assert {"image_size", "lr", "optimizer"} <= set(shown["train"])
+
+
+def test_fixed_input_backbone_shows_the_size_training_uses():
+    pytest.importorskip("open_clip")
+    cfg = resolve_config([{"backbone": {"name": "crackclip", "image_size": 224}}])
+    assert cfg.train.image_size == 224  # not the synthetic data's suggested 128
+
+
+def load_yaml_text(text: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(text)

@@ -137,3 +137,24 @@ def test_patch_dataset_lazy_batches_expand_and_limit():
     x0, y0 = next(plain.batches(1))
     np.testing.assert_array_equal(x0[0], samples[0].load_image()[:32, :32])
     assert y0[0] == 1
+
+
+def test_unpadded_grid_gives_the_papers_crack500_patch_count():
+    """§4.4.2: 1,896 Crack500 crops of 640x360, 128-px patches at stride 64, 8 flips/rotations each."""
+    padded = patch_grid(360, 640, 128, 64)
+    inside = patch_grid(360, 640, 128, 64, pad=False)
+    assert len(padded[0]) * len(padded[1]) * 8 * 1896 == 682_560
+    assert len(inside[0]) * len(inside[1]) * 8 * 1896 == 546_048
+    assert inside[2:] == (360, 640)  # no padding needed: every patch lies inside the image
+    assert max(inside[0]) + 128 <= 360 and max(inside[1]) + 128 <= 640
+    # an image smaller than a patch still gives one (padded) patch
+    assert patch_grid(100, 100, 128, 64, pad=False) == ([0], [0], 128, 128)
+
+
+def test_unpadded_labels_drop_the_border_patches():
+    mask = np.zeros((360, 640), bool)
+    mask[350:, :] = True  # crack only in the bottom strip no inside patch reaches
+    padded = labels_from_mask(mask, 128, 64, 1)
+    inside = labels_from_mask(mask, 128, 64, 1, pad=False)
+    assert len(padded) == 45 and len(inside) == 36
+    assert any(lab for _, _, lab in padded) and not any(lab for _, _, lab in inside)

@@ -103,7 +103,9 @@ def run_compare(o: CompareOptions) -> None:
     if not o.config:
         raise CracksegError("give a grid CONFIG (e.g. configs/paper/all.yaml), or --from RUNS_DIR to gather tables")
     grid = load_grid(o.config, o.preset, overrides)
-    if o.list_cells:
+    if o.list_cells:  # K<TAB>name on stdout for scripts; which preset resolved them on stderr
+        how = "--preset" if o.preset else "the grid's default_preset; --preset to choose another"
+        click.echo(f"{grid.name}: {len(grid.cells)} cells with preset {grid.preset} ({how})", err=True)
         for cell in grid.cells:
             click.echo(f"{cell.index}\t{cell.name}")
         return

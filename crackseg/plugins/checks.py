@@ -44,8 +44,15 @@ def _check_extras(what: str, params: type | None, extras: dict[str, Any]) -> Non
         if not (isinstance(opens, dict) and isinstance(opens.get("param"), str)):
             raise CracksegError(f"{what}: opens= must be a mapping with 'param' (and optional 'suffixes')")
         _check_param(what, params, opens["param"], "opens")
-    if extras.get("prompt_param") is not None:
-        _check_param(what, params, extras["prompt_param"], "prompt_param")
+    for extra in ("prompt_param", "input_size_param"):
+        if extras.get(extra) is not None:
+            _check_param(what, params, extras[extra], extra)
+    demo = extras.get("demo")
+    if demo is not None and not isinstance(demo, (bool, dict)):
+        raise CracksegError(f"{what}: demo= must be True (a dataset) or a mapping of settings (a labeler)")
+    if isinstance(demo, dict):
+        for key in demo:
+            _check_param(what, params, key, "demo")
     if "default" in extras and not isinstance(extras["default"], bool):
         raise CracksegError(f"{what}: default= must be True or False")
     train = extras.get("train")

@@ -58,7 +58,10 @@ def register_labelers(register: Register) -> None:
     trains a model of its own declares it with ``artefacts()`` (see
     :class:`crackseg.labeler.Labeler`); its settings live in the labeler's own params.
 
-    Extras: ``default=True`` offers the labeler as the default when a run names none.
+    Extras: ``demo={...}`` settings for demo data (keys of its params, e.g. a small
+    classifier): used when the dataset is registered with ``demo=True``, under the user's own
+    settings, so every labeler finishes in minutes on a CPU there; ``default=True`` offers the
+    labeler as the default when a run names none.
     """
 
 
@@ -74,7 +77,9 @@ def register_backbones(register: Register) -> None:
     Extras: ``train={...}`` training defaults from the method's paper (keys of
     ``crackseg.config.TrainConfig``); ``loss="a+0.5*b"`` its default loss;
     ``prompt_param="prompts"`` the parameter that takes a prompt set (what ``--prompts``
-    and a grid's ``prompts`` axis set); ``default=True`` the default backbone. The weights
+    and a grid's ``prompts`` axis set); ``input_size_param="image_size"`` the parameter that
+    fixes the model's input size (a run trains at that size: ``train.image_size`` shows it);
+    ``default=True`` the default backbone. The weights
     of named outputs are the model's ``loss_weights`` attribute (a run's ``loss_weights``
     setting replaces them).
     """
@@ -117,6 +122,7 @@ def register_datasets(register: Register) -> None:
     Extras: ``opens={"param": "root"}`` this entry reads a plain folder: ``--data PATH``
     builds it with ``root=PATH``; ``train={...}`` (or a function of the validated
     params returning one) suggests training settings for its images, e.g. their size;
+    ``demo=True`` this is demo data: labelers use their ``demo`` settings on it;
     ``default=True`` the default dataset.
     """
 

@@ -34,11 +34,11 @@ SINGULAR: dict[str, str] = {
 
 #: the ``register`` extras each kind understands (documented in hookspecs.py and CONTRIBUTING.md)
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "labelers": ("default",),
-    "backbones": ("train", "loss", "prompt_param", "default"),
+    "labelers": ("demo", "default"),
+    "backbones": ("train", "loss", "prompt_param", "input_size_param", "default"),
     "prompts": ("opens",),
     "losses": ("default",),
-    "datasets": ("opens", "train", "default"),
+    "datasets": ("opens", "train", "demo", "default"),
     "trainers": ("train", "default"),
     "loggers": ("default",),
 }

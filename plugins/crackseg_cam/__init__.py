@@ -59,14 +59,24 @@ def _build_location(**params: Any) -> Any:
     return CamLocationLabeler(CamLocationParams(**params))
 
 
+#: the patch classifier on demo data (the synthetic images): a ResNet18 from scratch on 64-px
+#: patches for 3 short epochs, so every CAM labeler finishes in about a minute on 2 CPU cores
+#: (benchmarks/labelers.py --synthetic measures it); the paper's ResNet50 x 10 epochs takes far longer
+DEMO_CLASSIFIER: dict[str, Any] = {
+    "arch": "resnet18", "weights": None, "patch_size": 64, "stride": 32, "augment": "random",
+    "epochs": 3, "batch_size": 32, "lr": 0.01, "lr_decay": 0.5, "max_patches_per_epoch": 1024,
+}
+
+
 @crackseg.hookimpl
 def register_labelers(register: Any) -> None:
+    demo = {"classifier": DEMO_CLASSIFIER}
     for name, cls in CAM_METHODS.items():
-        register(name, _cam_factory(name), params=CamParams,
+        register(name, _cam_factory(name), params=CamParams, demo=demo,
                  description=_CAM_DESCRIPTIONS.get(name, f"{cls} (pytorch-grad-cam) of a patch classifier"))
-    register("cam-crf", _build_crf, params=CamCrfParams,
+    register("cam-crf", _build_crf, params=CamCrfParams, demo=demo,
              description="CAM refined by a dense CRF (PWSC, Dong et al. 2020)")
-    register("cam-location", _build_location, params=CamLocationParams,
+    register("cam-location", _build_location, params=CamLocationParams, demo=demo,
              description="classifier localisation + CAM + local multi-Otsu (GPLL, König et al. 2022)")
 
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from crackseg import schema
 from crackseg.data import Sample
-from crackseg.distributed import resolve_device
+from crackseg.distributed import detect, resolve_device
 from crackseg.errors import ConfigError, CracksegError
 from crackseg.labeler import LabelContext, PseudoLabel
 
@@ -165,7 +165,8 @@ class ClassifierLabeler:
         check_classifier(params.classifier, "labeler.classifier")
         self.params = params
         self.classifier: Any = None
-        #: set by prepare() when the classifier had to start from random weights instead of ImageNet's
+        #: set by prepare() when the classifier had to start from random weights instead of ImageNet's,
+        #: or when it is degenerate (one class for every held-out patch); the run's notes and tables show it
         self.note = ""
 
     # -- classifier ------------------------------------------------------------------
@@ -178,13 +179,14 @@ class ClassifierLabeler:
 
     def prepare(self, train: Sequence[Sample], context: LabelContext) -> None:
         """Load ``classifier.checkpoint``, or train/resume one in the ``classifier`` artefact folder."""
-        from .classifier import _config_key, checkpoint_status, load_classifier, train_classifier
+        from .classifier import _config_key, checkpoint_status, classifier_warning, load_classifier, train_classifier
         from .pretrained import effective_config
 
         device = resolve_device(context.device)
         cfg = self.params.classifier
         if cfg.checkpoint:
             self.classifier = load_classifier(cfg.checkpoint, device)
+            self.note = _announce(classifier_warning(cfg.checkpoint))
             return
         if cfg.weak_labels is None and not any(s.has_mask for s in train):
             raise CracksegError(
@@ -197,13 +199,17 @@ class ClassifierLabeler:
         self.note = fallback  # the run's notes and tables say when ImageNet weights were wanted but not had
         key = _config_key(trained, seed, [s.stem for s in train])
         resume = True
-        if checkpoint_status(path, key) == "mismatch":
+        status = checkpoint_status(path, key)
+        if status == "mismatch":
             if not context.quiet:
                 print(f"crackseg: {path} was trained with other settings; training a new classifier",
                       file=sys.stderr)
             resume = False
         train_classifier(train, cfg, path, device, seed=context.seed, resume=resume, quiet=context.quiet)
         self.classifier = load_classifier(path, device)
+        # a classifier trained just now said it itself; a finished one found here is announced now
+        degenerate = classifier_warning(path)
+        self.note = "; ".join(filter(None, [fallback, _announce(degenerate) if status == "complete" else degenerate]))
 
     def _need_classifier(self) -> Any:
         if self.classifier is None:
@@ -260,3 +266,10 @@ class CamLabeler(ClassifierLabeler):
         p = self.params
         return image_cam(self._need_classifier(), image, self.method, size, stride, p.gate,
                          p.gate_threshold, self.batch(context))
+
+
+def _announce(warning: str) -> str:
+    """Print ``warning`` as one ``crackseg: warning:`` line (rank 0; nothing when empty); return it."""
+    if warning and detect().is_main:
+        print(f"crackseg: warning: {warning}", file=sys.stderr, flush=True)
+    return warning

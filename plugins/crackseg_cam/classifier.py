@@ -293,6 +293,7 @@ def train_classifier(
     resume: bool = True,
     quiet: bool = False,
     stop_after: int | None = None,
+    settings: str = "labeler.classifier",
 ) -> Path:
     """Train a patch classifier on ``samples`` and write its checkpoint to ``out``.
 
@@ -302,15 +303,18 @@ def train_classifier(
     is; a checkpoint with other settings is an error (without ``resume`` it is
     overwritten). The held-out patch metrics go to :func:`metrics_path`.
     ``stop_after`` ends this call after that many epochs (the checkpoint stays
-    resumable), for time-boxed runs. The loop runs on :class:`crackseg.engine.Engine`
-    (distribution, checkpoints, resume, progress); what stays here is what is specific to
-    patch classification: patches, their labels, the per-epoch learning rate, the metrics.
+    resumable), for time-boxed runs. A long CPU training prints its estimated duration first
+    (``settings``: where these settings live in the user's config, for the suggested ``--set``).
+    The loop runs on :class:`crackseg.engine.Engine` (distribution, checkpoints, resume,
+    progress); what stays here is what is specific to patch classification: patches, their
+    labels, the per-epoch learning rate, the metrics.
     """
     import torch
 
     from crackseg import distributed as dist_utils
     from crackseg.engine import Engine
 
+    from .estimate import cpu_estimate
     from .pretrained import effective_config
 
     out = Path(out)
@@ -335,7 +339,7 @@ def train_classifier(
     if status == "complete":
         return out
 
-    refs = build_refs(samples, cfg.patch_size, cfg.stride, cfg.min_crack_pixels, weak)
+    refs = build_refs(samples, cfg.patch_size, cfg.stride, cfg.min_crack_pixels, weak, pad=cfg.pad)
     if not refs:
         raise DataError("no labelled patches: no image matches the weak-label CSV or has a mask")
     labelled = sorted({r.image for r in refs})
@@ -360,6 +364,9 @@ def train_classifier(
     net = engine.wrap(model)  # under torchrun: DistributedDataParallel, each rank takes its share of every batch
     loss_fn = torch.nn.CrossEntropyLoss()
     n_epoch = len(train_ds) if cfg.max_patches_per_epoch is None else min(len(train_ds), cfg.max_patches_per_epoch)
+    estimate = cpu_estimate(cfg.arch, cfg.patch_size, n_epoch, cfg.epochs - engine.start_epoch, settings)
+    if estimate and str(device).startswith("cpu") and env.is_main and not quiet:
+        print(f"crackseg: {estimate}", file=sys.stderr, flush=True)
     metrics: dict[str, Any] | None = None
     for epoch in engine.epochs(limit=stop_after):
         for group in opt.param_groups:
@@ -384,6 +391,9 @@ def train_classifier(
         engine.end_epoch(epoch, {"loss": total / max(seen, 1), "lr": cfg.lr * cfg.lr_decay**epoch}, opt)
     if metrics is not None:
         write_json(metrics_path(out), metrics)
+        warning = classifier_warning(out)  # one class everywhere: the CAMs and labels built on it are useless
+        if warning:
+            print(f"crackseg: warning: {warning}", file=sys.stderr, flush=True)
     dist_utils.barrier(env)
     return out
 
@@ -409,7 +419,44 @@ def _final_metrics(model: Any, train_ds: PatchDataset, val_ds: PatchDataset, dev
         "patch_size": cfg.patch_size,
         "epochs": cfg.epochs,
     })
+    warning = degenerate_note(m)
+    if warning:
+        m["warning"] = warning
     return m
+
+
+def degenerate_note(metrics: dict[str, Any], source: str | Path = "") -> str:
+    """One line when the classifier gave every evaluated patch the same class; "" otherwise.
+
+    ``metrics``: :func:`patch_metrics` (the classifier's metrics file). Flagged only when the
+    evaluated patches hold both classes, so a one-class answer is wrong for some of them.
+    ``source`` (the metrics file) is named in the line when given.
+    """
+    tp, fp, fn, tn = (int(metrics.get(k, 0) or 0) for k in ("tp", "fp", "fn", "tn"))
+    if not (tp + fn and fp + tn):
+        return ""
+    if fn + tn == 0:
+        said, consequence = "crack", "its CAMs mark crack nearly everywhere"
+    elif tp + fp == 0:
+        said, consequence = "no crack", "its CAMs find no crack"
+    else:
+        return ""
+    where = "held-out" if str(metrics.get("evaluated_on", "held-out")).startswith("held-out") else "training"
+    arch = metrics.get("arch", "")
+    counts = f"tp {tp}, fp {fp}, fn {fn}, tn {tn}" + (f" in {source}" if str(source) else "")
+    return (f"patch classifier{f' {arch}' if arch else ''} is degenerate: it calls all {tp + fp + fn + tn} "
+            f"{where} patches {said} ({counts}); {consequence}, so the pseudo-labels and the model trained on "
+            f"them are useless; train it longer, from ImageNet weights or on balanced weak labels")
+
+
+def classifier_warning(checkpoint: str | Path) -> str:
+    """:func:`degenerate_note` of the metrics file beside ``checkpoint`` ("" when there is none)."""
+    path = metrics_path(Path(checkpoint))
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return ""
+    return degenerate_note(metrics, path) if isinstance(metrics, dict) else ""
 
 
 def config_dict(cfg: ClassifierConfig) -> dict[str, Any]:

@@ -102,7 +102,7 @@ def register(cli: Any) -> None:
         if env.is_main:
             settings = yaml.safe_dump({"classifier": schema.to_dict(cfg)}, sort_keys=False)
             write_text(out_dir / "classifier.yaml", settings)
-        train_classifier(samples, cfg, ckpt, dev, seed=seed, resume=resume, quiet=quiet)
+        train_classifier(samples, cfg, ckpt, dev, seed=seed, resume=resume, quiet=quiet, settings="classifier")
         if not env.is_main:
             return
         m = metrics_path(ckpt)

@@ -37,6 +37,10 @@ crackclip  classifier patch / 2  gradcam,     32           8
 koenig     32         16         gradcam++,   patch_size   8
                                  whole image  (32)
 ========== ========== ========== ============ ============ =================
+
+``loc_grid``: ``covering`` (crackclip) places every localisation patch where it was taken;
+``koenig`` fills the grid as König's code does, sized from the unpadded image, so its last
+row is dropped when ``(h - 32) % 16 != 0`` (:func:`koenig_grid_shape`).
 """
 
 from __future__ import annotations
@@ -54,9 +58,9 @@ from .patches import extract_patches, pad_to
 
 PRESETS: dict[str, dict[str, Any]] = {
     "crackclip": {"patch_size": None, "loc_stride": None, "cam_method": "gradcam", "cam_mode": "patches",
-                  "window": 32, "window_stride": 8},
+                  "window": 32, "window_stride": 8, "loc_grid": "covering"},
     "koenig": {"patch_size": 32, "loc_stride": 16, "cam_method": "gradcam++", "cam_mode": "whole",
-               "window": None, "window_stride": 8},
+               "window": None, "window_stride": 8, "loc_grid": "koenig"},
 }
 
 
@@ -64,7 +68,7 @@ def resolve(params: CamLocationParams, classifier_patch: int) -> dict[str, Any]:
     """Concrete settings: explicit parameters, else the preset's, else derived ones."""
     preset = PRESETS[params.preset]
     out: dict[str, Any] = {}
-    for key in ("patch_size", "loc_stride", "cam_method", "cam_mode", "window", "window_stride"):
+    for key in ("patch_size", "loc_stride", "cam_method", "cam_mode", "window", "window_stride", "loc_grid"):
         value = getattr(params, key)
         out[key] = value if value is not None else preset[key]
     out["patch_size"] = out["patch_size"] or classifier_patch
@@ -156,8 +160,13 @@ def gpll_merge(image: np.ndarray, loc: np.ndarray, cam: np.ndarray, window: int 
 
 
 # -- the labeler ------------------------------------------------------------------------------
-def localisation_map(classifier: Any, image: np.ndarray, patch_size: int, stride: int, batch_size: int) -> np.ndarray:
-    """Step 1: grid of ``p(crack)`` of patches, resized to the image (see the module docstring)."""
+def localisation_map(classifier: Any, image: np.ndarray, patch_size: int, stride: int, batch_size: int,
+                     grid: str = "covering") -> np.ndarray:
+    """Step 1: grid of ``p(crack)`` of patches, resized to the image (see the module docstring).
+
+    ``grid="koenig"`` arranges the probabilities as König's ``_merge_out_preds`` does (see
+    :func:`koenig_grid_shape`); ``"covering"`` puts every patch where it was taken.
+    """
     h, w = image.shape[:2]
     padded = pad_to(image, h + (-h) % patch_size, w + (-w) % patch_size)
     ph, pw = padded.shape[:2]
@@ -167,8 +176,28 @@ def localisation_map(classifier: Any, image: np.ndarray, patch_size: int, stride
                                        patch_size, stride)
     probs = np.concatenate([classifier.crack_probs(patches[i : i + batch_size])
                             for i in range(0, len(patches), batch_size)])
-    grid = probs.reshape(n_h, n_w)
-    return resize_like_pil(grid, h, w)
+    if grid == "koenig":
+        g_h, g_w = koenig_grid_shape(h, w, patch_size, stride)
+        if g_h * g_w <= probs.size:
+            return resize_like_pil(probs[: g_h * g_w].reshape(g_h, g_w), h, w)
+    return resize_like_pil(probs.reshape(n_h, n_w), h, w)
+
+
+def koenig_grid_shape(height: int, width: int, patch_size: int, stride: int) -> tuple[int, int]:
+    """The localisation grid König's ``_merge_out_preds`` fills, row-major, from the patch predictions.
+
+    It is sized from the unpadded image (rounded up to the stride) while the patches were
+    taken from the image padded to a multiple of the patch size: when ``(h - patch) % stride
+    != 0`` the grid has one row fewer than the patches (the last row is dropped; Crack500's
+    360-px height: 22 rows of 23), and when the same holds for the width the rows wrap
+    (each later row shifted). ``cam-location``'s ``koenig`` preset reproduces this.
+    """
+    def n(length: int) -> int:
+        if (length - patch_size) % stride:
+            length += stride - (length - patch_size) % stride
+        return (length - patch_size) // stride + 1
+
+    return n(height), n(width)
 
 
 class CamLocationLabeler(ClassifierLabeler):
@@ -200,7 +229,7 @@ class CamLocationLabeler(ClassifierLabeler):
         s = self.settings()
         h, w = image.shape[:2]
         batch = self.batch(context)
-        loc = localisation_map(clf, image, s["patch_size"], s["loc_stride"], batch)
+        loc = localisation_map(clf, image, s["patch_size"], s["loc_stride"], batch, s["loc_grid"])
         if s["cam_mode"] == "whole":
             cam = whole_image_cam(clf, image, s["cam_method"], target=None)  # König: predicted class
             cam = resize_like_pil(cam, h, w)

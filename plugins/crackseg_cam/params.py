@@ -54,6 +54,9 @@ class ClassifierConfig:
     patch_size: int = 128
     #: stride between training patches (König et al. use half the patch size)
     stride: int = 64
+    #: true = the training grid covers the whole image (padded at the bottom/right); false = only
+    #: patches inside the image (the paper's patch counts: Crack500 546,048 rather than 682,560)
+    pad: bool = True
     #: a patch is "crack" when its mask holds at least this many crack pixels
     min_crack_pixels: int = 1
     #: CSV of weak labels (stem,x,y,size,label or stem,label); overrides masks
@@ -138,6 +141,9 @@ class CamLocationParams:
     cam_stride: int | None = None
     gate: Literal["prob", "hard", "none"] = tuned("prob", True)
     gate_threshold: float = tuned(0.5, (0.1, 0.9))
+    #: localisation grid: covering = every patch where it was taken; koenig = as König's code fills it
+    #: (sized from the unpadded image: its last row is dropped when (h - patch) % stride != 0)
+    loc_grid: Literal["covering", "koenig"] | None = None
     #: thresholding window and its stride
     window: int | None = None
     window_stride: int | None = None

@@ -2,7 +2,9 @@
 
 * :func:`patch_grid` places ``size``-pixel patches every ``stride`` pixels so that
   they cover the whole image; the image is padded at the bottom and right
-  (symmetric reflection) up to the last patch.
+  (symmetric reflection) up to the last patch. With ``pad=False`` only patches
+  that lie inside the image are kept (the border strip is not covered): the patch
+  counts of the CrackCLIP paper (Crack500: 546,048 training patches, not 682,560).
 * Weak labels come from a pixel mask (crack when the patch holds at least
   ``min_crack_pixels`` crack pixels, for benchmarking) or from a user CSV file
   (:func:`read_weak_label_csv`).
@@ -27,24 +29,30 @@ DIHEDRAL: tuple[tuple[int, bool], ...] = tuple((k, f) for f in (False, True) for
 
 
 # -- geometry ---------------------------------------------------------------------
-def _starts(length: int, size: int, stride: int) -> list[int]:
+def _starts(length: int, size: int, stride: int, pad: bool = True) -> list[int]:
     if length <= size:
         return [0]
-    n = -(-(length - size) // stride) + 1  # ceil division: the last patch reaches the end
+    if pad:
+        n = -(-(length - size) // stride) + 1  # ceil division: the last patch reaches the end
+    else:
+        n = (length - size) // stride + 1  # only patches inside the image
     return [i * stride for i in range(n)]
 
 
-def patch_grid(height: int, width: int, size: int, stride: int) -> tuple[list[int], list[int], int, int]:
+def patch_grid(height: int, width: int, size: int, stride: int,
+               pad: bool = True) -> tuple[list[int], list[int], int, int]:
     """Patch origins covering an image: ``(ys, xs, padded_h, padded_w)``.
 
     Patches start every ``stride`` pixels; the image is padded so that the
-    last patch of each row/column fits (``padded_h = ys[-1] + size``).
+    last patch of each row/column fits (``padded_h = ys[-1] + size``). With ``pad=False``
+    the grid stops at the last patch inside the image (an image smaller than one patch
+    still gets one, padded).
     """
     if size < 1 or stride < 1:
         raise DataError(f"patch size and stride must be positive, got size={size} stride={stride}")
-    ys = _starts(height, size, stride)
-    xs = _starts(width, size, stride)
-    return ys, xs, ys[-1] + size, xs[-1] + size
+    ys = _starts(height, size, stride, pad)
+    xs = _starts(width, size, stride, pad)
+    return ys, xs, max(height, ys[-1] + size), max(width, xs[-1] + size)
 
 
 def pad_to(array: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -58,9 +66,10 @@ def pad_to(array: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(array, pads, mode="symmetric")
 
 
-def extract_patches(image: np.ndarray, size: int, stride: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+def extract_patches(image: np.ndarray, size: int, stride: int,
+                    pad: bool = True) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """All patches of ``image`` as ``[N,size,size,(C)]`` and their ``(y, x)`` origins (row-major)."""
-    ys, xs, ph, pw = patch_grid(image.shape[0], image.shape[1], size, stride)
+    ys, xs, ph, pw = patch_grid(image.shape[0], image.shape[1], size, stride, pad)
     padded = pad_to(image, ph, pw)
     origins = [(y, x) for y in ys for x in xs]
     patches = np.stack([padded[y : y + size, x : x + size] for y, x in origins])
@@ -74,9 +83,10 @@ def dihedral(patch: np.ndarray, k: int, flip: bool) -> np.ndarray:
 
 
 # -- weak labels --------------------------------------------------------------------
-def labels_from_mask(mask: np.ndarray, size: int, stride: int, min_crack_pixels: int) -> list[tuple[int, int, int]]:
+def labels_from_mask(mask: np.ndarray, size: int, stride: int, min_crack_pixels: int,
+                     pad: bool = True) -> list[tuple[int, int, int]]:
     """``(y, x, label)`` for every patch: 1 when it holds ≥ ``min_crack_pixels`` crack pixels."""
-    patches, origins = extract_patches(mask.astype(np.uint8), size, stride)
+    patches, origins = extract_patches(mask.astype(np.uint8), size, stride, pad)
     counts = patches.reshape(len(origins), -1).sum(axis=1)
     return [(y, x, int(c >= max(1, min_crack_pixels))) for (y, x), c in zip(origins, counts)]
 
@@ -89,7 +99,8 @@ class WeakLabels:
     images: dict[str, int]
     source: str = ""
 
-    def for_image(self, stem: str, size: int, stride: int, height: int, width: int) -> list[tuple[int, int, int]]:
+    def for_image(self, stem: str, size: int, stride: int, height: int, width: int,
+                  pad: bool = True) -> list[tuple[int, int, int]]:
         """``(y, x, label)`` for ``stem``: its listed patches, or every grid patch with its image label."""
         listed = [(y, x, lab) for (s, x, y, sz), lab in self.patches.items() if s == stem]
         if listed:
@@ -101,7 +112,7 @@ class WeakLabels:
                 )
             return sorted(listed)
         if stem in self.images:
-            ys, xs, _, _ = patch_grid(height, width, size, stride)
+            ys, xs, _, _ = patch_grid(height, width, size, stride, pad)
             return [(y, x, self.images[stem]) for y in ys for x in xs]
         return []
 
@@ -276,8 +287,11 @@ def build_refs(
     stride: int,
     min_crack_pixels: int = 1,
     weak: WeakLabels | None = None,
+    pad: bool = True,
 ) -> list[PatchRef]:
     """Labelled patch references for ``samples``: from ``weak`` labels when given, else from masks.
+
+    ``pad``: the grid covers the whole image (padded) or only patches inside it (see :func:`patch_grid`).
 
     A sample with neither a CSV entry nor a mask is skipped; masks are read one
     at a time and dropped.
@@ -288,7 +302,7 @@ def build_refs(
         if weak is not None:
             if any(k[0] == s.stem for k in weak.patches) or s.stem in weak.images:
                 h, w = s.load_image().shape[:2]
-                triples = weak.for_image(s.stem, size, stride, h, w)
+                triples = weak.for_image(s.stem, size, stride, h, w, pad)
                 for y, x, _ in triples:
                     if y >= h or x >= w:
                         raise DataError(
@@ -296,6 +310,6 @@ def build_refs(
                             f"the {w}x{h} image"
                         )
         elif s.has_mask:
-            triples = labels_from_mask(s.mask(), size, stride, min_crack_pixels)
+            triples = labels_from_mask(s.mask(), size, stride, min_crack_pixels, pad)
         refs.extend(PatchRef(i, y, x, lab) for y, x, lab in triples)
     return refs

@@ -156,6 +156,7 @@ def register_backbones(register: Any) -> None:
         train=dict(_TRAIN),
         loss="focal+dice",
         prompt_param="prompts",
+        input_size_param="image_size",
     )
     register(
         "crackclip-zeroshot",
@@ -165,4 +166,5 @@ def register_backbones(register: Any) -> None:
         train=dict(_TRAIN),  # nothing trains: the trainer must skip models without trainable parameters
         loss="focal+dice",
         prompt_param="prompts",
+        input_size_param="image_size",
     )

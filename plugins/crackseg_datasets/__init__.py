@@ -55,6 +55,7 @@ def register_datasets(register: Any) -> None:
         description="procedural pavement/concrete images with thin branching cracks, stains, shadows; exact masks",
         # train at the images' own size instead of resampling them
         train=lambda p: {"image_size": max(p["height"] or p["size"], p["width"] or p["size"])},
+        demo=True,  # for trying the pipeline: labelers use their small demo settings here
         default=True,
     )
     register(
