@@ -468,3 +468,16 @@ def test_long_cpu_training_is_estimated_before_it_starts():
     assert cpu_estimate("resnet18", 64, 400, 3) is None  # the demo settings: seconds, nothing said
     assert cpu_estimate("timm:efficientnet_b0", 128, 10**6, 10) is None  # no measured cost: no guess
     assert duration(47) == "about 50 s" and duration(600) == "about 10 min"
+
+
+@pytest.mark.parametrize("key", ["weights", "checkpoint"])
+def test_a_classifier_file_that_is_not_one_is_one_line_and_exit_2(tmp_path, key):
+    from conftest import run_main
+
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    r = run_main("label", "--labeler", "gradcam", "--data", "synthetic", "--set", "data.n_train=2",
+                 "--set", f"labeler.classifier.{key}={bad}", "--out", str(tmp_path / "labels"), "--device", "cpu")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("crackseg: error:"), r.stderr
+    assert "bad.pt" in lines[0] and "Traceback" not in r.stderr
