@@ -5,7 +5,7 @@ Output layout in ``out_dir``: ``<stem>.png`` (binary, 0/255), ``soft/<stem>.png`
 in red, ground-truth crack it misses in blue), ``.keys/<stem>.key``. A label is recomputed only when
 its key — the labeler's fingerprint (parameters, trained weights) and the image's
 identity (path, size, modification time) — changed, so a rerun is instant.
-Labels that are all empty or mostly crack are flagged (:func:`label_coverage_warning`).
+Labels that are all empty or mostly crack are flagged (:func:`crackseg.sanity.label_warning`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,11 @@ from tqdm.auto import tqdm
 
 from .data import Sample
 from .distributed import DistEnv, barrier, shard
-from .io import read_gray, write_png, write_text
+from .io import write_png, write_text
 from .labeler import LabelContext, Labeler
 from .overlays import overlay
 from .plugins.blame import blamed, plugin_error
+from .sanity import label_coverage, label_warning
 from .trainer import LabelFiles
 
 
@@ -58,7 +58,7 @@ def write_pseudo_labels(
     contract (count, size, dtype, range) is then one error naming its plugin, raised
     before that label is written. With ``warn``, rank 0 prints one warning line when the
     labels of all ``samples`` (cached ones included) are all empty or mostly crack
-    (:func:`label_coverage_warning`); the runner passes False and checks them itself.
+    (:func:`crackseg.sanity.label_warning`); the runner passes False and checks them itself.
     """
     env = env or DistEnv()
     out_dir = Path(out_dir)
@@ -91,61 +91,10 @@ def write_pseudo_labels(
     barrier(env)
     files = {s.stem: LabelFiles(*label_paths(out_dir, s.stem)[:2]) for s in samples}
     if warn and env.is_main:
-        text = label_coverage_warning(label_coverage(f.binary for f in files.values()), out_dir)
+        text = label_warning(label_coverage(f.binary for f in files.values()), out_dir)
         if text:
             print(f"crackseg: warning: {text}", file=sys.stderr)
     return files
-
-
-#: more than this fraction of all labelled pixels marked crack is "mostly crack" (cracks cover a few
-#: per cent of a crack photo: 1.6 % on CFD, under 10 % on every public set; CAM labels are wider, not 5x)
-MAX_CRACK_FRACTION = 0.5
-
-
-@dataclass(frozen=True)
-class LabelCoverage:
-    """What a set of binary pseudo-labels marks as crack."""
-
-    images: int
-    #: labels without a single crack pixel
-    empty: int
-    pixels: int
-    crack_pixels: int
-
-    @property
-    def crack_fraction(self) -> float:
-        """The fraction of all labelled pixels marked crack (0 when there is none)."""
-        return self.crack_pixels / self.pixels if self.pixels else 0.0
-
-
-def label_coverage(binary_files: Iterable[Path]) -> LabelCoverage:
-    """Count crack pixels and empty labels over binary label PNGs (0/255; missing files are skipped)."""
-    images = empty = pixels = crack = 0
-    for path in binary_files:
-        if not Path(path).is_file():
-            continue
-        mask = read_gray(path) > 127
-        n = int(np.count_nonzero(mask))
-        images += 1
-        empty += n == 0
-        pixels += mask.size
-        crack += n
-    return LabelCoverage(images, empty, pixels, crack)
-
-
-def label_coverage_warning(cov: LabelCoverage, where: str | Path = "",
-                           max_fraction: float = MAX_CRACK_FRACTION) -> str:
-    """One line when the labels are all empty or mostly crack; "" when they look usable."""
-    place = f" in {where}" if str(where) else ""
-    hint = "check the labeler and its settings (crackseg list labelers; the overlays in the label folder)"
-    if cov.images and cov.empty == cov.images:
-        # training on them teaches "no crack anywhere"
-        return f"all {cov.images} pseudo-labels{place} are empty; {hint}"
-    if cov.pixels and cov.crack_fraction > max_fraction:
-        return (f"pseudo-labels are mostly crack: {100 * cov.crack_fraction:.1f}% of the labelled pixels of "
-                f"{cov.images} images{place} are crack (cracks cover a few per cent of a photo), so the "
-                f"model learns to paint everything; {hint}")
-    return ""
 
 
 def _check_labels(name: str, samples: Sequence[Sample], labels: Any) -> None:

@@ -30,7 +30,7 @@ from .locks import file_lock
 from .plugins import registry
 from .plugins.blame import blamed
 from .run_folder import CONFIG_FILE, METRICS_FILE, RESULTS_FILE, check_run_dir, data_label, default_out
-from .sanity import prediction_coverage, prediction_warning
+from .sanity import coverage, label_coverage, label_warning, prediction_warning
 from .schema import to_dict
 from .tables import ods_ois_remark, results_table
 from .trainer import TrainJob
@@ -70,7 +70,7 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
     from .engine import Engine
     from .evaluation import predict_and_evaluate
     from .losses import DeepSupervisionLoss, parse_loss
-    from .pseudo_labels import label_coverage, label_coverage_warning, write_pseudo_labels
+    from .pseudo_labels import write_pseudo_labels
 
     t_begin = time.perf_counter()
     if not cfg.out:
@@ -120,7 +120,7 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
         notes, placeholders = component_remarks(dataset, labeler, model, trainer)
         label_files = write_pseudo_labels(labeler, train, label_dir, ctx, env, name=cfg.labeler["name"], warn=False)
         # all empty or mostly crack (cached labels included): said now, and in the notes
-        label_alert = label_coverage_warning(label_coverage(f.binary for f in label_files.values()),
+        label_alert = label_warning(label_coverage(f.binary for f in label_files.values()),
                                              label_dir) if env.is_main else ""
     _warn(label_alert, env)
     log(f"labels: {cfg.labeler['name']} → {label_dir}")
@@ -197,7 +197,7 @@ def _prediction_warning(run_dir: Path, test: Sequence[Sample], metrics: dict[str
 
     ods_t = metrics.get("ods_threshold")
     paths = (run_dir / "predictions" / f"{s.stem}.png" for s in test)
-    cov = prediction_coverage((read_gray(p) for p in paths if p.is_file()),
+    cov = coverage((read_gray(p) for p in paths if p.is_file()),
                               ods_t if isinstance(ods_t, (int, float)) else threshold)
     return prediction_warning(cov, "ODS threshold" if isinstance(ods_t, (int, float)) else "threshold")
 

@@ -9,16 +9,15 @@ import pytest
 
 import crackseg
 from crackseg.io import write_png
-from crackseg.pseudo_labels import LabelCoverage, label_coverage, label_coverage_warning
 from crackseg.runner import elapsed_text
-from crackseg.sanity import prediction_coverage, prediction_warning
+from crackseg.sanity import coverage, label_coverage, label_warning, prediction_warning
 from crackseg.tables import ods_ois_remark
 
 
 # -- predictions ---------------------------------------------------------------------------------
 def test_constant_maps_are_flagged():
     maps = [np.full((8, 8), 128, np.uint8), np.zeros((4, 6), np.uint8)]
-    cov = prediction_coverage(maps, 0.5)
+    cov = coverage(maps, 0.5)
     assert (cov.maps, cov.constant, cov.pixels) == (2, 2, 88)
     assert "all 2 prediction maps are constant" in prediction_warning(cov)
 
@@ -26,19 +25,19 @@ def test_constant_maps_are_flagged():
 def test_maps_mostly_above_the_threshold_are_flagged():
     a = np.full((10, 10), 200, np.uint8)
     a[0, :] = 0  # not constant; 90 % above 0.5
-    cov = prediction_coverage([a], 0.5)
-    assert cov.constant == 0 and cov.above == 90
+    cov = coverage([a], 0.5)
+    assert cov.constant == 0 and cov.crack == 90
     text = prediction_warning(cov)
     assert "90.0% of the test pixels" in text and "ODS threshold 0.50" in text
     # the cut is value/255 > t, exactly: 127/255 is not above 0.5, 128/255 is
-    assert prediction_coverage([np.array([[127, 128]], np.uint8)], 0.5).above == 1
+    assert coverage([np.array([[127, 128]], np.uint8)], 0.5).crack == 1
 
 
 def test_usable_maps_and_nothing_pass():
     m = np.zeros((10, 10), np.uint8)
     m[4:6, :] = 230  # a crack: 20 % of the pixels
-    assert prediction_warning(prediction_coverage([m, m], 0.3)) == ""
-    assert prediction_warning(prediction_coverage([], 0.3)) == ""
+    assert prediction_warning(coverage([m, m], 0.3)) == ""
+    assert prediction_warning(coverage([], 0.3)) == ""
 
 
 # -- pseudo-labels --------------------------------------------------------------------------------
@@ -54,16 +53,16 @@ def test_label_coverage_counts_and_warnings(tmp_path):
     thin[5, :] = True
     paths = _labels(tmp_path, [thin, np.zeros((10, 10), bool)])
     cov = label_coverage([*paths, tmp_path / "missing.png"])  # a missing file is skipped
-    assert cov == LabelCoverage(images=2, empty=1, pixels=200, crack_pixels=10)
-    assert label_coverage_warning(cov, tmp_path) == ""
+    assert (cov.maps, cov.empty, cov.pixels, cov.crack) == (2, 1, 200, 10)
+    assert label_warning(cov, tmp_path) == ""
 
     empty = label_coverage(_labels(tmp_path / "e", [np.zeros((5, 5), bool)] * 3))
-    assert label_coverage_warning(empty, "DIR").startswith("all 3 pseudo-labels in DIR are empty")
+    assert label_warning(empty, "DIR").startswith("all 3 pseudo-labels in DIR are empty")
 
     full = label_coverage(_labels(tmp_path / "f", [np.ones((10, 10), bool), thin]))
-    assert full.crack_fraction == pytest.approx(0.55)
-    assert "55.0% of the labelled pixels of 2 images" in label_coverage_warning(full)
-    assert label_coverage_warning(full, max_fraction=0.6) == ""
+    assert full.fraction == pytest.approx(0.55)
+    assert "55.0% of the labelled pixels of 2 images" in label_warning(full)
+    assert label_warning(full, max_fraction=0.6) == ""
 
 
 # -- results.md's ODS/OIS line, timings ------------------------------------------------------------
