@@ -7,7 +7,9 @@ the ground truth), the F1 of its binary masks and the seconds per image. ``--tun
 adds a row per YAML layer of ``crackseg tune`` (its labeler section applied on top of the
 defaults), so defaults and tuned values are compared on the same classifier; ``--tune TRIALS`` runs
 ``crackseg tune`` for every labeler first (on ``--annotated`` DeepCrack-**train** images, with the
-benchmark's classifier, never on a test set) and adds each tuned row.
+benchmark's classifier, never on a test set; ``--objective`` is tune's) and adds each tuned row.
+``--work DIR`` keeps the classifier and the studies: a rerun reuses them (a finished study runs
+no trial again).
 
     .venv/bin/python benchmarks/labelers.py                    # CPU: resnet18, short budget, ~10 min on 2 cores
     python benchmarks/labelers.py --device cuda --arch resnet50 --epochs 3 --patches-per-epoch 0 --images 0
@@ -77,7 +79,8 @@ def tune_labeler(spec: str, args: argparse.Namespace, work: Path, ckpt: Path) ->
     out = work / f"tuned-{name}{'-' + preset if preset else ''}.yaml"
     cmd = [str(Path(sys.executable).with_name("crackseg")), "tune", "--labeler", name, "--data", str(args.deepcrack),
            "--split", "train", "--annotated", str(args.annotated), "--trials", str(args.tune), "--out", str(out),
-           "--device", args.device, "--quiet", "--set", f"labeler.classifier.checkpoint={ckpt}"]
+           "--device", args.device, "--quiet", "--objective", args.objective,
+           "--set", f"labeler.classifier.checkpoint={ckpt}"]
     if preset:
         cmd += ["--set", f"labeler.preset={preset}"]
     t = time.perf_counter()
@@ -106,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tune", type=int, default=0, metavar="TRIALS",
                     help="also tune every labeler with crackseg tune (TRIALS trials) and add the tuned rows")
     ap.add_argument("--annotated", type=int, default=10, help="DeepCrack-train images crackseg tune scores on")
+    ap.add_argument("--objective", choices=["binary", "soft"], default="binary",
+                    help="crackseg tune's objective: F of the binary masks, or ODS of the soft maps")
     ap.add_argument("--labelers", nargs="+", default=LABELERS, help="NAME or NAME:PRESET")
     ap.add_argument("--tuned", type=Path, nargs="*", default=[], help="YAML layers written by crackseg tune")
     ap.add_argument("--threads", type=int, default=2)

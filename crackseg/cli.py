@@ -536,6 +536,9 @@ def label(labeler: str, data: str, split: str, out: str, device: str, seed: int,
 @click.option("--prune-every", type=int, default=0,
               help="Images between intermediate scores for pruning (default: a fifth of them).")
 @click.option("--no-prune", is_flag=True, help="Score every trial on every image (no early stopping).")
+@click.option("--tolerance", type=float, default=None, metavar="F",
+              help="Keep a parameter at its default unless changing it gains more than F on the annotated "
+                   "images (default 0.01; -1 keeps the best trial as it is).")
 @click.option("--timeout", type=float, help="Start no trial after this many seconds.")
 @click.option("--shared-dir", type=click.Path(file_okay=False),
               help="Cache of what the labeler trains (default: next to the study); `run --set shared_dir=` reuses it.")
@@ -547,8 +550,8 @@ def label(labeler: str, data: str, split: str, out: str, device: str, seed: int,
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or log lines (the result is still printed).")
 def tune(labeler: str, data: str, split: str | None, annotated: int, trials: int, out: str, study: str | None,
          study_name: str | None, params: tuple[str, ...], objective: str, protocol: str, prune_every: int,
-         no_prune: bool, timeout: float | None, shared_dir: str | None, device: str, seed: int,
-         config_file: str | None, sets: tuple[str, ...], quiet: bool) -> None:
+         no_prune: bool, tolerance: float | None, timeout: float | None, shared_dir: str | None, device: str,
+         seed: int, config_file: str | None, sets: tuple[str, ...], quiet: bool) -> None:
     """Calibrate a labeler on a few annotated images: search its parameters for the best pseudo-label F.
 
     Writes OUT, a config layer with the best parameters for `run`, `label` and `compare`
@@ -564,6 +567,8 @@ def tune(labeler: str, data: str, split: str | None, annotated: int, trials: int
                           f"e.g. --annotated 10")
     setup = _tune_setup(labeler, data, split, annotated, out, study, study_name, params, objective, protocol,
                         prune_every, not no_prune, shared_dir, device, seed, config_file, sets, quiet)
+    if tolerance is not None:
+        setup.tolerance = tolerance
     tuning.log(f"tune: {labeler} on {len(setup.annotated)} annotated images; searching "
                + "; ".join(p.describe() for p in setup.space.values()), quiet)
     try:
@@ -573,12 +578,13 @@ def tune(labeler: str, data: str, split: str | None, annotated: int, trials: int
                    f"command to continue", err=True)
         raise click.exceptions.Exit(130) from None
     command = _tune_command(labeler, data, split, annotated, trials, out, study, study_name, params, objective,
-                            protocol, prune_every, no_prune, shared_dir, device, seed, config_file, sets)
+                            protocol, prune_every, no_prune, tolerance, shared_dir, device, seed, config_file, sets)
     write_text(out, tuning.layer_text(setup, result, command, out))
     default = f"{result.default_value:.4f}" if result.default_value is not None else "not measured"
     click.echo(f"{result.finished} trials in {setup.study_path} ({result.ran} run now, {result.pruned} pruned); "
                f"best pseudo-label F {result.best_value:.4f} (trial {result.best_trial}), defaults {default}")
     click.echo("best: " + ", ".join(f"{k}={v!r}" for k, v in result.best_params.items()))
+    click.echo(tuning.layer_summary(setup, result))
     click.echo(f"wrote {out}; use it: crackseg run --config {out} ...")
 
 
@@ -641,8 +647,8 @@ def _tune_device(requested: str) -> str:
 
 def _tune_command(labeler: str, data: str, split: str | None, annotated: int, trials: int, out: str,
                   study: str | None, study_name: str | None, params: tuple[str, ...], objective: str, protocol: str,
-                  prune_every: int, no_prune: bool, shared_dir: str | None, device: str, seed: int,
-                  config_file: str | None, sets: tuple[str, ...]) -> str:
+                  prune_every: int, no_prune: bool, tolerance: float | None, shared_dir: str | None, device: str,
+                  seed: int, config_file: str | None, sets: tuple[str, ...]) -> str:
     """The ``crackseg tune`` command line that reproduces (continues) this study."""
     import shlex
 
@@ -664,6 +670,8 @@ def _tune_command(labeler: str, data: str, split: str | None, annotated: int, tr
         args += ["--prune-every", str(prune_every)]
     if no_prune:
         args.append("--no-prune")
+    if tolerance is not None:
+        args += ["--tolerance", f"{tolerance:g}"]
     if device != "auto":
         args += ["--device", device]
     if seed:

@@ -24,6 +24,18 @@ Pruning
     a :class:`optuna.pruners.MedianPruner` stops a trial that is below the median of earlier
     trials at the same step. The first trial of a new study is the labeler's defaults.
 
+Simplifying
+    A handful of images cannot support every change a search makes: a parameter the best trial
+    moved by chance (or one that does nothing with the other values, such as a gate threshold
+    under ``gate: none``) would travel to other photos as noise. After the study, each searched
+    parameter whose best value differs from the labeler's default is set back to the default in
+    turn (declaration order) and the labeler scored on all annotated images; the default stays
+    when the score is within ``tolerance`` of the study's best and not below the defaults' score.
+    The layer holds the result (every searched value, the defaults kept included) and its header
+    says which changes were kept and the layer's own score. ``tolerance < 0`` keeps the best
+    trial as it is. The outcome is kept in the study, so a rerun that adds no trial does not
+    repeat it.
+
 Resuming
     The study lives in a SQLite file. ``trials`` is the number of finished (complete or
     pruned) trials the study should hold: rerunning the same command continues an interrupted
@@ -65,6 +77,10 @@ OBJECTIVES: tuple[str, ...] = ("binary", "soft")
 SIGNATURE_ATTR = "crackseg"
 #: the user attribute marking the trial of the labeler's defaults
 DEFAULTS_ATTR = "defaults"
+#: the study's user attribute caching the simplification of its best trial
+SIMPLIFIED_ATTR = "simplified"
+#: default ``--tolerance``: a change must gain more than this F on the annotated images to be kept
+TOLERANCE = 0.01
 INSTALL_HINT = "pip install 'crackseg[tune]'"
 
 
@@ -97,6 +113,8 @@ class TuneSetup:
     prune: bool = True
     #: the labeler's default parameters (the first trial of a new study)
     defaults: dict[str, Any] = field(default_factory=dict)
+    #: a change from a default is kept only when it gains more than this F (< 0: keep the best trial as is)
+    tolerance: float = TOLERANCE
 
     def signature(self) -> dict[str, Any]:
         """What the study's scores depend on (the search space may change between invocations)."""
@@ -120,10 +138,21 @@ class TuneResult:
     ran: int
     #: the score of the labeler's defaults (None when the study has no such trial)
     default_value: float | None = None
+    #: the values the layer holds (the best trial, simplified) and their score on the annotated images
+    layer_params: dict[str, Any] = field(default_factory=dict)
+    layer_value: float = math.nan
+    #: searched parameters whose best value differs from the default, and those set back to it
+    changed: list[str] = field(default_factory=list)
+    reverted: list[str] = field(default_factory=list)
 
     @property
     def finished(self) -> int:
         return self.complete + self.pruned
+
+    @property
+    def kept(self) -> list[str]:
+        """Searched parameters the layer moves away from the labeler's defaults."""
+        return [k for k in self.changed if k not in self.reverted]
 
 
 def require_optuna() -> Any:
@@ -328,7 +357,58 @@ def _run_study(optuna: Any, setup: TuneSetup, trials: int, timeout: float | None
         prepared_labeler(setup, {}, quiet=quiet)
         study.optimize(objective, n_trials=todo, timeout=timeout, show_progress_bar=not quiet,
                        callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished)])
-    return summarise(study, ran)
+    return simplify(setup, study, summarise(study, ran), masks, quiet)
+
+
+def simplify(setup: TuneSetup, study: Any, result: TuneResult, masks: dict[str, np.ndarray],
+             quiet: bool = True) -> TuneResult:
+    """Set the best trial's changes back to the defaults where they gain no more than ``setup.tolerance``.
+
+    Fills ``result.layer_params`` / ``layer_value`` / ``changed`` / ``reverted`` (see the module
+    docstring); the outcome is cached in the study, keyed by the best trial and the tolerance.
+    """
+    import json
+
+    best = dict(result.best_params)
+    result.layer_params, result.layer_value = dict(best), result.best_value
+    defaults = {k: setup.defaults[k] for k in setup.space if k in setup.defaults
+                and setup.space[k].contains(setup.defaults[k])}
+    result.changed = [k for k in setup.space if k in defaults and k in best and best[k] != defaults[k]]
+    if setup.tolerance < 0 or not result.changed:
+        return result
+    key = json.dumps({"trial": result.best_trial, "params": best, "defaults": defaults,
+                      "tolerance": setup.tolerance}, sort_keys=True, default=str)
+    cached = study.user_attrs.get(SIMPLIFIED_ATTR) or {}
+    if cached.get("key") == key:
+        result.layer_params, result.layer_value = dict(cached["params"]), float(cached["value"])
+        result.reverted = list(cached["reverted"])
+        return result
+    floor = result.best_value - setup.tolerance
+    if result.default_value is not None:  # the layer never scores below the defaults on these images
+        floor = max(floor, result.default_value)
+    log(f"simplifying: {len(result.changed)} changed parameter(s) tried at their defaults; a change is kept "
+        f"when it gains more than {setup.tolerance:g} F (best {result.best_value:.4f})", quiet)
+    current, value = dict(best), result.best_value
+    for name in result.changed:
+        candidate = {**current, name: defaults[name]}
+        try:
+            labeler, ctx = prepared_labeler(setup, candidate)
+            score = score_labeler(labeler, setup.annotated, masks, ctx, name=setup.name, objective=setup.objective,
+                                  protocol=setup.protocol, chunk=len(setup.annotated))
+        except ConfigError as exc:  # the default does not go with the other values: keep the change
+            log(f"  {name}: the default {defaults[name]!r} is refused with the other values ({exc}); change kept",
+                quiet)
+            continue
+        back = score >= floor
+        log(f"  {name}: {best[name]!r} -> default {defaults[name]!r}: F {score:.4f} "
+            f"({'default kept' if back else 'change kept'})", quiet)
+        if back:
+            current, value = candidate, score
+            result.reverted.append(name)
+    result.layer_params, result.layer_value = current, value
+    study.set_user_attr(SIMPLIFIED_ATTR, {"key": key, "params": current, "value": value,
+                                          "reverted": result.reverted})
+    return result
 
 
 def summarise(study: Any, ran: int = 0) -> TuneResult:
@@ -352,8 +432,8 @@ def summarise(study: Any, ran: int = 0) -> TuneResult:
 
 # -- the config layer ----------------------------------------------------------------------
 def tuned_section(setup: TuneSetup, result: TuneResult) -> dict[str, Any]:
-    """``{"name": ..., **fixed, **best}``: the ``labeler:`` section of the layer."""
-    return {"name": setup.name, **setup.fixed, **result.best_params}
+    """``{"name": ..., **fixed, **values}``: the ``labeler:`` section of the layer (the simplified best)."""
+    return {"name": setup.name, **setup.fixed, **(result.layer_params or result.best_params)}
 
 
 def layer_text(setup: TuneSetup, result: TuneResult, command: str, out: str | Path) -> str:
@@ -370,12 +450,29 @@ def layer_text(setup: TuneSetup, result: TuneResult, command: str, out: str | Pa
         f"best pseudo-label F {result.best_value:.4f} (trial {result.best_trial}; the defaults: {default}); "
         f"objective {setup.objective}, protocol {setup.protocol}",
         f"searched: {searched}",
+        layer_summary(setup, result),
         f"command: {command}",
         f"use it: crackseg run --config {out} --data ...   |   crackseg label --config {out} --labeler {setup.name} "
         f"--data ... --out DIR",
     ]
     body = dump_yaml({"labeler": tuned_section(setup, result)})
     return "".join(f"# {line}\n" for line in header) + body
+
+
+def layer_summary(setup: TuneSetup, result: TuneResult) -> str:
+    """One line: this layer's F and which of the best trial's changes it keeps."""
+    if not result.changed:
+        return f"this layer: F {result.best_value:.4f}; the best trial changes no default"
+    kept = ", ".join(result.kept) or "none"
+    text = f"this layer: F {_f(result.layer_value)}; changes from the defaults kept: {kept}"
+    if result.reverted:
+        text += (f"; left at the default (changing it gained <= {setup.tolerance:g} F on these images): "
+                 + ", ".join(result.reverted))
+    return text
+
+
+def _f(value: float) -> str:
+    return "not measured" if math.isnan(value) else f"{value:.4f}"
 
 
 def log(message: str, quiet: bool = False) -> None:

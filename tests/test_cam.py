@@ -327,6 +327,25 @@ def test_cam_crf_is_tighter_than_thresholded_cam():
     assert q.shape == line.shape and 0.0 <= q.min() and q.max() <= 1.0
 
 
+def test_the_default_kernels_erase_a_weak_cam_and_keep_a_full_strength_one():
+    """Why cam-crf's default CAM is ungated: a map whose peak stays under one half (what the prob gate gives where
+    p(crack) x cam, averaged with overlapping patches the gate dropped, is weak) loses even its ranking in the CRF."""
+    import cv2
+
+    from crackseg_cam.params import CamCrfParams
+
+    p = CamCrfParams()
+    assert (p.cam_method, p.gate) == ("gradcam++", "none")
+    kernels = (p.gaussian_sxy, p.gaussian_compat, p.bilateral_sxy, p.bilateral_srgb, p.bilateral_compat, p.iterations)
+    img, line = _line_image()
+    cam = cv2.GaussianBlur(line.astype(np.float32), (0, 0), 5)
+    cam = cam / cam.max()  # a patch map as pytorch-grad-cam normalises it
+    full = dense_crf(img, cam, *kernels)
+    weak = dense_crf(img, 0.45 * cam, *kernels)
+    assert ((full >= 0.5) & line).sum() >= 0.8 * line.sum()
+    assert weak.max() < 1e-3  # not 0.45 x the map: the soft map is gone, so is any threshold's F
+
+
 def test_cam_crf_labeler_end_to_end():
     lab = crackseg.create_labeler("cam-crf", patch_size=32, gate="none")
     lab.classifier = tiny_classifier()

@@ -28,6 +28,8 @@ optuna = pytest.importorskip("optuna")
 TRAINED: list[str] = []
 #: label() calls left before the test labeler raises KeyboardInterrupt (None: never)
 INTERRUPT_AFTER: list[int | None] = [None]
+#: label() calls of the test labeler, across invocations
+LABEL_CALLS: list[int] = [0]
 
 
 # -- a third party's labeler, declared like any plugin's --------------------------------------
@@ -63,6 +65,7 @@ class DarkLabeler:
         self.level = json.loads(path.read_text())["level"]
 
     def label(self, samples, context):
+        LABEL_CALLS[0] += 1
         if INTERRUPT_AFTER[0] is not None:
             INTERRUPT_AFTER[0] -= 1
             if INTERRUPT_AFTER[0] < 0:
@@ -239,7 +242,9 @@ def test_tune_writes_a_layer_that_label_and_run_accept_and_that_reproduces_the_s
 
     for s in samples:
         acc.add(s.stem, read_gray(labels / f"{s.stem}.png"), s.mask())
-    assert acc.result().ods == pytest.approx(study.best_value, abs=1e-12)
+    layer_f = study.user_attrs.get("simplified", {}).get("value", study.best_value)  # the simplified best
+    assert acc.result().ods == pytest.approx(layer_f, abs=1e-12)
+    assert f"this layer: F {layer_f:.4f}" in text
     # and `run` / `config show` validate it as a run config layer
     r = run_main("config", "show", "--config", str(out), "--data", "synthetic")
     assert r.returncode == 0, r.stderr
@@ -291,6 +296,42 @@ def test_a_pruned_trial_counts_as_finished(plugin, tmp_path):
     assert r.returncode == 0, r.stderr
     states = [t.state.name for t in _study(tmp_path).trials]
     assert len(states) == 10 and set(states) <= {"COMPLETE", "PRUNED"}
+
+
+def _layer(tmp_path: Path) -> tuple[dict, list[str]]:
+    text = (tmp_path / "tuned.yaml").read_text()
+    return yaml.safe_load(text)["labeler"], [line for line in text.splitlines() if line.startswith("# this layer")]
+
+
+def test_changes_that_gain_nothing_go_back_to_the_defaults(plugin, tmp_path):
+    # binary objective: `spread` only scales the soft map, so whatever the best trial drew for it gains
+    # nothing and goes back to its default; k starts outside its default (0.5), so the search changes it
+    r = tune(tmp_path, "--param", "k=1:3", "--no-prune", trials=6)
+    assert r.returncode == 0, r.stderr
+    study = _study(tmp_path)
+    best = study.best_params
+    assert best["spread"] != 1.0  # a drawn value (the defaults trial is not in this space)
+    section, summary = _layer(tmp_path)
+    assert section["spread"] == 1.0 and section["k"] == best["k"]  # k is outside the checked defaults
+    simplified = study.user_attrs["simplified"]
+    assert "spread" in simplified["reverted"] and simplified["value"] >= study.best_value - 0.01
+    assert "left at the default" in summary[0] and "spread" in summary[0].split("left at the default")[1]
+    assert "this layer: F" in r.stdout
+
+    # a rerun that adds no trial reuses the check instead of labelling again
+    calls = LABEL_CALLS[0]
+    r = tune(tmp_path, "--param", "k=1:3", "--no-prune", trials=6)
+    assert r.returncode == 0, r.stderr
+    assert LABEL_CALLS[0] == calls and _layer(tmp_path)[0] == section
+
+
+def test_tolerance_minus_one_writes_the_best_trial_as_it_is(plugin, tmp_path):
+    r = tune(tmp_path, "--param", "k=1:3", "--no-prune", "--tolerance", "-1", trials=4)
+    assert r.returncode == 0, r.stderr
+    section, summary = _layer(tmp_path)
+    best = _study(tmp_path).best_params
+    assert {k: section[k] for k in best} == best and "left at the default" not in summary[0]
+    assert "--tolerance -1" in (tmp_path / "tuned.yaml").read_text()  # the command in the header
 
 
 def _no_masks_folder(tmp_path: Path) -> Path:

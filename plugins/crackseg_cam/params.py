@@ -105,11 +105,13 @@ class CamCrfParams:
     """Parameters of ``cam-crf`` (CAM settings, then the dense CRF's)."""
 
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
-    #: CAM method producing the unary (any CAM labeler name)
-    cam_method: str = tuned("gradcam", TUNE_CAM_METHODS)
+    #: CAM method producing the unary (any CAM labeler name). The defaults here (Grad-CAM++, no gate,
+    #: pydensecrf's kernels) were chosen on DeepCrack-train masks: README, Labelers, "cam-crf's defaults"
+    cam_method: str = tuned("gradcam++", TUNE_CAM_METHODS)
     patch_size: int | None = None
     stride: int | None = None
-    gate: Literal["prob", "hard", "none"] = tuned("prob", True)
+    #: none = every patch map at full strength (a p(crack)-weighted unary is too weak: the CRF erases it)
+    gate: Literal["prob", "hard", "none"] = tuned("none", True)
     gate_threshold: float = tuned(0.5, (0.1, 0.9))
     batch_size: int | None = None
     #: Gaussian kernel: spatial std (pixels) and weight
