@@ -7,7 +7,9 @@ the ground truth), the F1 of its binary masks and the seconds per image. ``--tun
 adds a row per YAML layer of ``crackseg tune`` (its labeler section applied on top of the
 defaults), so defaults and tuned values are compared on the same classifier; ``--tune TRIALS`` runs
 ``crackseg tune`` for every labeler first (on ``--annotated`` DeepCrack-**train** images, with the
-benchmark's classifier, never on a test set; ``--objective`` is tune's) and adds each tuned row.
+benchmark's classifier, never on a test set; ``--objective`` is tune's) and adds each tuned row;
+``--tune-on cfd`` tunes on the first ``--annotated`` CFD images instead (a user calibrating on their own
+photos) and scores CFD on the other images.
 ``--work DIR`` keeps the classifier and the studies: a rerun reuses them (a finished study runs
 no trial again).
 
@@ -72,13 +74,19 @@ def tuned_layers(paths: list[Path]) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def tune_labeler(spec: str, args: argparse.Namespace, work: Path, ckpt: Path) -> Path:
-    """``crackseg tune`` of labeler ``spec`` (NAME or NAME:PRESET) on annotated DeepCrack-train images; its layer."""
+    """``crackseg tune`` of labeler ``spec`` (NAME or NAME:PRESET) on the annotated images; its layer.
+
+    ``--tune-on deepcrack``: the first ``--annotated`` DeepCrack-train images; ``cfd``: the first CFD images
+    (which the CFD column then leaves out).
+    """
     import subprocess
 
     name, _, preset = spec.partition(":")
-    out = work / f"tuned-{name}{'-' + preset if preset else ''}.yaml"
-    cmd = [str(Path(sys.executable).with_name("crackseg")), "tune", "--labeler", name, "--data", str(args.deepcrack),
-           "--split", "train", "--annotated", str(args.annotated), "--trials", str(args.tune), "--out", str(out),
+    where = "" if args.tune_on == "deepcrack" else f"-{args.tune_on}"
+    out = work / f"tuned-{name}{'-' + preset if preset else ''}{where}.yaml"
+    data, split = (args.deepcrack, "train") if args.tune_on == "deepcrack" else (args.cfd, "all")
+    cmd = [str(Path(sys.executable).with_name("crackseg")), "tune", "--labeler", name, "--data", str(data),
+           "--split", split, "--annotated", str(args.annotated), "--trials", str(args.tune), "--out", str(out),
            "--device", args.device, "--quiet", "--objective", args.objective,
            "--set", f"labeler.classifier.checkpoint={ckpt}"]
     if preset:
@@ -105,10 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--augment", default="random")
     ap.add_argument("--train-images", type=int, default=0, help="DeepCrack-train images (0 = all 300)")
     ap.add_argument("--images", type=int, default=24, help="images per test set (0 = all: 118 CFD, 237 DeepCrack)")
-    ap.add_argument("--deepcrack-images", type=int, default=None, help="DeepCrack-test images (default: --images)")
+    ap.add_argument("--deepcrack-images", type=int, default=None,
+                    help="DeepCrack-test images (default: --images; 0 = all 237, -1 = none)")
     ap.add_argument("--tune", type=int, default=0, metavar="TRIALS",
                     help="also tune every labeler with crackseg tune (TRIALS trials) and add the tuned rows")
-    ap.add_argument("--annotated", type=int, default=10, help="DeepCrack-train images crackseg tune scores on")
+    ap.add_argument("--annotated", type=int, default=10, help="images crackseg tune scores on")
+    ap.add_argument("--tune-on", choices=["deepcrack", "cfd"], default="deepcrack",
+                    help="tune on DeepCrack-train images, or on the first CFD images (then left out of the CFD column)")
     ap.add_argument("--objective", choices=["binary", "soft"], default="binary",
                     help="crackseg tune's objective: F of the binary masks, or ODS of the soft maps")
     ap.add_argument("--labelers", nargs="+", default=LABELERS, help="NAME or NAME:PRESET")
@@ -131,7 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     train = folder(args.deepcrack, "train", args.train_images)
     dc_images = args.images if args.deepcrack_images is None else args.deepcrack_images
-    tests = {"CFD": folder(args.cfd, "all", args.images), "DeepCrack-test": folder(args.deepcrack, "test", dc_images)}
+    cfd = folder(args.cfd, "all", 0)
+    if args.tune and args.tune_on == "cfd":  # the images tune scores on are not test images
+        tuned_on = {s.stem for s in [s for s in cfd if s.has_mask][: args.annotated]}
+        cfd = [s for s in cfd if s.stem not in tuned_on]
+    cfd_name = "CFD" if len(cfd) == len(folder(args.cfd, "all", 0)) else f"CFD ({len(cfd)} held out)"
+    tests = {cfd_name: cfd[: args.images] if args.images else cfd}
+    if dc_images >= 0:
+        tests["DeepCrack-test"] = folder(args.deepcrack, "test", dc_images)
     work = args.work or Path(tempfile.mkdtemp(prefix="labelers-bench-"))
     cfg = classifier_config({
         "arch": args.arch, "weights": args.weights, "patch_size": args.patch_size, "stride": args.patch_size // 2,
