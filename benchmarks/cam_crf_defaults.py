@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from labelers import SHARED, folder
+from labelers import SHARED, bench_classifier, folder
 
 #: (CAM method, gate, gate threshold); the first is the earlier releases' default, the marked one today's
 CANDIDATES: list[tuple[str, str, float]] = [
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     import crackseg
     from crackseg.labeler import LabelContext
     from crackseg.tune import score_labeler
-    from crackseg_cam.classifier import classifier_config, load_classifier, train_classifier
+    from crackseg_cam.classifier import load_classifier
     from crackseg_cam.params import CamCrfParams
 
     torch.set_num_threads(args.threads)
@@ -59,12 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     annotated = [s for s in train if s.has_mask][: args.annotated]
     masks = {s.stem: s.mask() for s in annotated}
     work = args.work or Path(tempfile.mkdtemp(prefix="cam-crf-defaults-"))
-    cfg = classifier_config({  # as benchmarks/labelers.py trains it
-        "arch": args.arch, "weights": None, "patch_size": args.patch_size, "stride": args.patch_size // 2,
-        "epochs": args.epochs, "batch_size": 32 if args.device.startswith("cuda") else 16, "augment": "random",
-        "val_fraction": 0.1, "max_patches_per_epoch": args.patches_per_epoch or None, "chunk_images": 16,
-    })
-    ckpt = train_classifier(train, cfg, work / "classifier.pt", args.device, seed=0, resume=True, quiet=True)
+    args.weights, args.augment = None, "random"  # benchmarks/labelers.py's defaults: the same classifier
+    ckpt = bench_classifier(train, work, args)
     clf = load_classifier(ckpt, args.device)
     ctx = LabelContext(device=args.device, work_dir=work, quiet=True, batch_size=64)
     today = (CamCrfParams.cam_method, CamCrfParams.gate, CamCrfParams.gate_threshold)

@@ -61,6 +61,18 @@ def scores(samples: list, labels: list) -> dict[str, float]:
     return {"ods": r.ods, "ois": r.ois, "ap": r.ap, "bin_f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0}
 
 
+def bench_classifier(train: list, work: Path, args: argparse.Namespace) -> Path:
+    """Train (or, in ``work``, reuse) the benchmark's patch classifier on ``train``; its checkpoint."""
+    from crackseg_cam.classifier import classifier_config, train_classifier
+
+    cfg = classifier_config({
+        "arch": args.arch, "weights": args.weights, "patch_size": args.patch_size, "stride": args.patch_size // 2,
+        "epochs": args.epochs, "batch_size": 32 if args.device.startswith("cuda") else 16, "augment": args.augment,
+        "val_fraction": 0.1, "max_patches_per_epoch": args.patches_per_epoch or None, "chunk_images": 16,
+    })
+    return train_classifier(train, cfg, work / "classifier.pt", args.device, seed=0, resume=True, quiet=True)
+
+
 def tuned_layers(paths: list[Path]) -> list[tuple[str, str, dict[str, Any]]]:
     """(row name, labeler, params) of each ``crackseg tune`` YAML layer."""
     import yaml
@@ -137,27 +149,22 @@ def main(argv: list[str] | None = None) -> int:
 
     import crackseg
     from crackseg.labeler import LabelContext
-    from crackseg_cam.classifier import classifier_config, load_classifier, metrics_path, train_classifier
+    from crackseg_cam.classifier import load_classifier, metrics_path
 
     torch.set_num_threads(args.threads)
     train = folder(args.deepcrack, "train", args.train_images)
     dc_images = args.images if args.deepcrack_images is None else args.deepcrack_images
-    cfd = folder(args.cfd, "all", 0)
+    cfd, cfd_name = folder(args.cfd, "all", 0), "CFD"
     if args.tune and args.tune_on == "cfd":  # the images tune scores on are not test images
         tuned_on = {s.stem for s in [s for s in cfd if s.has_mask][: args.annotated]}
         cfd = [s for s in cfd if s.stem not in tuned_on]
-    cfd_name = "CFD" if len(cfd) == len(folder(args.cfd, "all", 0)) else f"CFD ({len(cfd)} held out)"
+        cfd_name = f"CFD ({len(cfd)} held out)"
     tests = {cfd_name: cfd[: args.images] if args.images else cfd}
     if dc_images >= 0:
         tests["DeepCrack-test"] = folder(args.deepcrack, "test", dc_images)
     work = args.work or Path(tempfile.mkdtemp(prefix="labelers-bench-"))
-    cfg = classifier_config({
-        "arch": args.arch, "weights": args.weights, "patch_size": args.patch_size, "stride": args.patch_size // 2,
-        "epochs": args.epochs, "batch_size": 32 if args.device.startswith("cuda") else 16, "augment": args.augment,
-        "val_fraction": 0.1, "max_patches_per_epoch": args.patches_per_epoch or None, "chunk_images": 16,
-    })
     t0 = time.perf_counter()
-    ckpt = train_classifier(train, cfg, work / "classifier.pt", args.device, seed=0, resume=True, quiet=True)
+    ckpt = bench_classifier(train, work, args)
     train_s = time.perf_counter() - t0
     m = json.loads(metrics_path(ckpt).read_text())
     clf = load_classifier(ckpt, args.device)

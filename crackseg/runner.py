@@ -121,7 +121,7 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
         label_files = write_pseudo_labels(labeler, train, label_dir, ctx, env, name=cfg.labeler["name"], warn=False)
         # all empty or mostly crack (cached labels included): said now, and in the notes
         label_alert = label_warning(label_coverage(f.binary for f in label_files.values()),
-                                             label_dir) if env.is_main else ""
+                                    label_dir) if env.is_main else ""
     _warn(label_alert, env)
     log(f"labels: {cfg.labeler['name']} → {label_dir}")
 
@@ -198,7 +198,7 @@ def _prediction_warning(run_dir: Path, test: Sequence[Sample], metrics: dict[str
     ods_t = metrics.get("ods_threshold")
     paths = (run_dir / "predictions" / f"{s.stem}.png" for s in test)
     cov = coverage((read_gray(p) for p in paths if p.is_file()),
-                              ods_t if isinstance(ods_t, (int, float)) else threshold)
+                   ods_t if isinstance(ods_t, (int, float)) else threshold)
     return prediction_warning(cov, "ODS threshold" if isinstance(ods_t, (int, float)) else "threshold")
 
 

@@ -264,6 +264,20 @@ def prepared_labeler(setup: TuneSetup, values: dict[str, Any], quiet: bool = Tru
     return labeler, ctx
 
 
+def score_values(setup: TuneSetup, values: dict[str, Any], masks: dict[str, np.ndarray], chunk: int,
+                 report: Callable[[float, int], None] | None = None) -> float:
+    """The pseudo-label F of the labeler with ``values`` over the fixed parameters on the annotated images."""
+    labeler, ctx = prepared_labeler(setup, values)
+    return score_labeler(labeler, setup.annotated, masks, ctx, name=setup.name, objective=setup.objective,
+                         protocol=setup.protocol, chunk=chunk, report=report)
+
+
+def space_defaults(setup: TuneSetup) -> dict[str, Any]:
+    """The labeler's defaults of the searched parameters that lie inside their searched ranges."""
+    return {k: setup.defaults[k] for k, p in setup.space.items()
+            if k in setup.defaults and p.contains(setup.defaults[k])}
+
+
 # -- the study ---------------------------------------------------------------------------
 def open_study(setup: TuneSetup) -> Any:
     """Create or load the study in ``setup.study_path``; refuse one made with other settings."""
@@ -286,8 +300,8 @@ def open_study(setup: TuneSetup) -> Any:
         study = optuna.create_study(study_name=setup.study_name, storage=storage, direction="maximize",
                                     sampler=sampler, pruner=pruner)
         study.set_user_attr(SIGNATURE_ATTR, signature)
-        defaults = {k: setup.defaults.get(k) for k in setup.space}
-        if all(p.contains(defaults[k]) for k, p in setup.space.items()):  # else: not a point of this space
+        defaults = space_defaults(setup)
+        if len(defaults) == len(setup.space):  # else: not a point of this space
             study.enqueue_trial(defaults, user_attrs={DEFAULTS_ATTR: True})
         return study
     recorded = study.user_attrs.get(SIGNATURE_ATTR)
@@ -342,15 +356,13 @@ def _run_study(optuna: Any, setup: TuneSetup, trials: int, timeout: float | None
         nonlocal ran
         ran += 1
         values = {name: p.suggest(trial) for name, p in setup.space.items()}
-        labeler, ctx = prepared_labeler(setup, values)
 
         def report(score: float, done: int) -> None:
             trial.report(score, done)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"F {score:.4f} after {done} images")
 
-        return score_labeler(labeler, setup.annotated, masks, ctx, name=setup.name, objective=setup.objective,
-                             protocol=setup.protocol, chunk=setup.chunk, report=report)
+        return score_values(setup, values, masks, setup.chunk, report)
 
     if todo > 0:
         log(f"preparing the labeler once (what it trains is cached in {setup.shared_dir})", quiet)
@@ -371,8 +383,7 @@ def simplify(setup: TuneSetup, study: Any, result: TuneResult, masks: dict[str, 
 
     best = dict(result.best_params)
     result.layer_params, result.layer_value = dict(best), result.best_value
-    defaults = {k: setup.defaults[k] for k in setup.space if k in setup.defaults
-                and setup.space[k].contains(setup.defaults[k])}
+    defaults = space_defaults(setup)
     result.changed = [k for k in setup.space if k in defaults and k in best and best[k] != defaults[k]]
     if setup.tolerance < 0 or not result.changed:
         return result
@@ -392,9 +403,7 @@ def simplify(setup: TuneSetup, study: Any, result: TuneResult, masks: dict[str, 
     for name in result.changed:
         candidate = {**current, name: defaults[name]}
         try:
-            labeler, ctx = prepared_labeler(setup, candidate)
-            score = score_labeler(labeler, setup.annotated, masks, ctx, name=setup.name, objective=setup.objective,
-                                  protocol=setup.protocol, chunk=len(setup.annotated))
+            score = score_values(setup, candidate, masks, len(setup.annotated))
         except ConfigError as exc:  # the default does not go with the other values: keep the change
             log(f"  {name}: the default {defaults[name]!r} is refused with the other values ({exc}); change kept",
                 quiet)
