@@ -26,8 +26,8 @@ Pruning
 
 Simplifying
     A handful of images cannot support every change a search makes: a parameter the best trial
-    moved by chance (or one that does nothing with the other values, such as a gate threshold
-    under ``gate: none``) would travel to other photos as noise. After the study, each searched
+    moved by chance (or one that does nothing beside the other values, such as a threshold that
+    another value switches off) would travel to other photos as noise. After the study, each searched
     parameter whose best value differs from the labeler's default is set back to the default in
     turn (declaration order) and the labeler scored on all annotated images; the default stays
     when the score is within ``tolerance`` of the study's best and not below the defaults' score.
