@@ -34,7 +34,7 @@ from .config import (
     to_yaml,
 )
 from .data import load_samples
-from .distributed import detect, init, launch_local, resolve_device
+from .distributed import detect, end_worker, init, joined_a_process_group, launch_local, resolve_device
 from .errors import ConfigError, CracksegError
 from .io import write_text
 from .labeler import LabelContext, declared_artefacts
@@ -688,8 +688,35 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: one-line errors with exit status 2 for user errors.
 
     ``--traceback`` anywhere on the command line (or ``CRACKSEG_TRACEBACK=1``) also prints
-    the full traceback of an error, e.g. of a plugin's failure, for plugin authors.
+    the full traceback of an error, e.g. of a plugin's failure, for plugin authors. A
+    torchrun worker ends through :func:`crackseg.distributed.end_worker`.
     """
+    try:
+        _main(argv)
+    except SystemExit as exc:
+        if joined_a_process_group():
+            end_worker(_exit_status(exc.code))
+        raise
+    except BaseException:
+        if joined_a_process_group():  # what Python prints for an uncaught error, then status 1
+            traceback.print_exc()
+            end_worker(1)
+        raise
+    if joined_a_process_group():
+        end_worker(0)
+
+
+def _exit_status(code: object) -> int:
+    """The process status ``sys.exit(code)`` gives (a message is printed, status 1)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _main(argv: list[str] | None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     show_traceback = "--traceback" in args or os.environ.get("CRACKSEG_TRACEBACK", "") not in ("", "0")
     args = [a for a in args if a != "--traceback"]

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,14 +95,19 @@ def env(tmp_path_factory):
 
 
 def torchrun(nproc: int, args: list[str], env: dict[str, str], timeout: int = 300):
-    r = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-         "-m", "crackseg", *args],
-        capture_output=True, text=True, env={**os.environ, **env}, cwd=REPO, timeout=timeout,
-    )
-    if r.returncode:  # the ranks' own error lines first: torchrun's report buries them
-        ours = [line for line in r.stderr.splitlines() if "crackseg" in line and "error" in line]
-        r.stderr = "\n".join(ours) + "\n" + r.stderr[-1500:]
+    """``torchrun --standalone`` on this checkout; on failure ``stderr`` starts with each rank's own stderr."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as logs:
+        r = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+             "--log-dir", logs, "--tee", "2", "-m", "crackseg", *args],
+            capture_output=True, text=True, env={**os.environ, **env}, cwd=REPO, timeout=timeout,
+        )
+        if r.returncode:  # torchrun's own report buries the ranks' messages: put them first
+            ranks = sorted(Path(logs).glob("**/attempt_*/*/stderr.log"))
+            r.stderr = "".join(f"--- rank {p.parent.name} stderr (tail) ---\n{p.read_text()[-1500:]}\n"
+                               for p in ranks) + "--- torchrun ---\n" + r.stderr[-600:]
     return r
 
 
@@ -111,7 +117,7 @@ def one_and_two(tmp_path_factory, env):
     r1 = run_cli("run", *ARGS, "--out", str(base / "one"), env=env)
     assert r1.returncode == 0, r1.stderr
     r2 = torchrun(2, ["run", *ARGS, "--out", str(base / "two")], env)
-    assert r2.returncode == 0, r2.stderr[-2000:]
+    assert r2.returncode == 0, r2.stderr
     return base / "one", base / "two"
 
 
@@ -192,7 +198,7 @@ def test_cac_on_two_processes_equals_one(env, tmp_path):
     r1 = run_cli(*args, "--out", str(tmp_path / "one"), env=env)
     assert r1.returncode == 0, r1.stderr
     r2 = torchrun(2, [*args, "--out", str(tmp_path / "two")], env)
-    assert r2.returncode == 0, r2.stderr[-2000:]
+    assert r2.returncode == 0, r2.stderr
     a = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)
     assert a["trainer"] == b["trainer"] == {"maps_epoch": 2}
@@ -226,7 +232,7 @@ def test_patch_classifier_trains_data_parallel(env, tmp_path):
                      "--epochs", "1", "--device", "cpu", "--quiet", "--set", "classifier.patch_size=32",
                      "--set", "classifier.stride=32", "--set", "classifier.batch_size=8",
                      "--set", "classifier.max_patches_per_epoch=64"], env)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, r.stderr
     assert (out / "classifier.pt").is_file()
     metrics = json.loads((out / "classifier.metrics.json").read_text())
     assert {"accuracy", "precision", "recall", "f1"} <= set(metrics)
@@ -239,6 +245,44 @@ def test_run_with_cam_labeler_on_two_processes(env, tmp_path):
                      "--set", "labeler.classifier.arch=resnet18", "--set", "labeler.classifier.patch_size=32",
                      "--set", "labeler.classifier.stride=32", "--set", "labeler.classifier.epochs=1",
                      "--set", "labeler.classifier.max_patches_per_epoch=64"], env)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, r.stderr
     assert len(list((out / "labels").glob("*.png"))) == 8
     assert json.loads((out / "metrics.json").read_text())["n"] == 4
+
+
+def test_a_worker_ends_with_its_status_after_the_exit_handlers(tmp_path):
+    """end_worker: exit handlers run and output is flushed first, then the status is the process's."""
+    script = (
+        "import atexit, sys\n"
+        "from crackseg.distributed import end_worker\n"
+        f"atexit.register(lambda: open({str(tmp_path / 'handler-ran')!r}, 'w').write('yes'))\n"
+        "sys.stdout.write('unflushed line')\n"
+        "end_worker(3)\n"
+        "print('not reached')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 3
+    assert r.stdout == "unflushed line"
+    assert (tmp_path / "handler-ran").read_text() == "yes"
+
+
+def test_the_cli_ends_a_worker_that_joined_a_process_group_through_end_worker(monkeypatch, capsys):
+    """A user error in a torchrun worker still gives its one line and status 2, through end_worker."""
+    from crackseg import cli
+
+    ended: list[int] = []
+
+    def fake_end(status: int):
+        ended.append(status)
+        raise SystemExit(status)
+
+    monkeypatch.setattr(cli, "joined_a_process_group", lambda: True)
+    monkeypatch.setattr(cli, "end_worker", fake_end)
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--backbone", "no-such-backbone", "--data", "synthetic"])
+    assert ended == [2]
+    assert capsys.readouterr().err.startswith("crackseg: error:")
+    ended.clear()
+    with pytest.raises(SystemExit):
+        cli.main(["plugins", "--json"])
+    assert ended == [0]
