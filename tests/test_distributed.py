@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -96,8 +97,6 @@ def env(tmp_path_factory):
 
 def torchrun(nproc: int, args: list[str], env: dict[str, str], timeout: int = 300):
     """``torchrun --standalone`` on this checkout; on failure ``stderr`` starts with each rank's own stderr."""
-    import tempfile
-
     with tempfile.TemporaryDirectory() as logs:
         r = subprocess.run(
             [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
