@@ -391,6 +391,69 @@ def test_multi_otsu_edge_cases_do_not_crash():
     assert window_threshold(np.zeros((5, 7), np.uint8), 32, 8).shape == (5, 7)
 
 
+def _split_score(hist, last_bins):
+    """sum over classes of (bin-index sum)² / count; class k ends at bin ``last_bins[k]`` (inclusive)."""
+    bounds = [-1, *last_bins, len(hist) - 1]
+    idx = np.arange(len(hist))
+    score = 0.0
+    for a, z in zip(bounds[:-1], bounds[1:]):
+        count, total = hist[a + 1 : z + 1].sum(), (hist[a + 1 : z + 1] * idx[a + 1 : z + 1]).sum()
+        score += total * total / count if count else 0.0
+    return score
+
+
+@pytest.mark.parametrize("classes,nbins", [(2, 64), (3, 48), (4, 32), (5, 24)])
+def test_multiotsu_finds_the_exhaustive_optimum(classes, nbins):
+    """The dynamic programme against every split of the histogram (bins kept few for the brute force)."""
+    import itertools
+
+    from crackseg_cam.multiotsu import multiotsu_thresholds
+
+    rng = np.random.default_rng(classes)
+    for k in range(12):
+        w = rng.random((32, 32)) if k % 2 else rng.normal(size=(32, 32)) ** 2
+        w[k % 32, :] *= 0.1  # a dark line
+        hist, edges = np.histogram(w, bins=nbins, range=(w.min(), w.max()))
+        centres = (edges[:-1] + edges[1:]) / 2
+        best = max(_split_score(hist, cut) for cut in itertools.combinations(range(nbins - 1), classes - 1))
+        ours = multiotsu_thresholds(w, classes, nbins)
+        assert len(ours) == classes - 1 and np.all(np.diff(ours) > 0)
+        last_bins = [int(np.argmin(np.abs(centres - t))) for t in ours]
+        assert _split_score(hist, last_bins) == pytest.approx(best, rel=1e-12)
+
+
+def test_multiotsu_agrees_with_scikit_image_where_the_labeler_uses_scikit_image():
+    """Up to 3 classes the labeler keeps scikit-image: the two agree but for its float32 near-ties."""
+    from skimage.filters import threshold_multiotsu
+
+    from crackseg_cam.multiotsu import multiotsu_thresholds
+
+    rng = np.random.default_rng(0)
+    for classes in (2, 3):
+        same = 0
+        for k in range(40):
+            w = rng.random((32, 32))
+            w[k % 32, :] *= 0.1
+            same += np.allclose(multiotsu_thresholds(w, classes), threshold_multiotsu(w, classes=classes))
+        assert same >= 34, (classes, same)
+
+
+def test_multiotsu_edge_cases_and_its_use_above_three_classes():
+    from crackseg_cam.multiotsu import multiotsu_thresholds
+
+    levels = np.repeat([0.0, 0.5, 1.0], 10)  # exactly one filled bin per class
+    assert np.allclose(multiotsu_thresholds(levels, 3), [0.5 / 256, 0.5 + 0.5 / 256], atol=1 / 256)
+    with pytest.raises(ValueError, match="cannot split"):
+        multiotsu_thresholds(levels, 4)
+    with pytest.raises(ValueError):
+        multiotsu_thresholds(levels, 1)
+    # five classes on a window with a dark line: the line alone is the darkest class
+    w = np.full((32, 32), 200.0) + np.random.default_rng(0).normal(0, 20, (32, 32))
+    w[16, :] = 5.0
+    d = dark_in_window(w, classes=5)
+    assert d[16].all() and d.sum() == 32
+
+
 @pytest.mark.parametrize("preset", ["crackclip", "koenig"])
 def test_cam_location_labeler_presets(preset):
     lab = crackseg.create_labeler("cam-location", preset=preset, patch_size=32)

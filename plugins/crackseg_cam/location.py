@@ -18,7 +18,9 @@ The steps follow König's public code (``segmentation.py``), as summarised in
 4. **Thresholding**: bilateral filter (d 5, σ 120, 120) of the image, grey
    (König applies ``BGR2GRAY`` to an RGB array; kept), reflection padding,
    then for every ``window``² window at ``window_stride``: min-max
-   normalise, 3-class multi-Otsu, mark pixels below the lower threshold.
+   normalise, 3-class multi-Otsu, mark pixels below the lower threshold
+   (``otsu_classes`` above 3: :mod:`.multiotsu`, exact and fast where
+   scikit-image's exhaustive search takes seconds per window).
    Windows combine by logical AND: a pixel stays only if it is dark in every
    window covering it. A constant window marks nothing; a window with two grey
    levels marks its darker level.
@@ -53,6 +55,7 @@ from crackseg.errors import ConfigError
 from crackseg.labeler import LabelContext, PseudoLabel
 
 from .cams import CAM_METHODS, ClassifierLabeler, image_cam, whole_image_cam
+from .multiotsu import multiotsu_thresholds
 from .params import CamLocationParams
 from .patches import extract_patches, pad_to
 
@@ -121,7 +124,9 @@ def dark_in_window(window: np.ndarray, classes: int = 3) -> np.ndarray:
     if len(np.unique(w)) < classes:
         return w <= 0.0
     try:
-        thresholds = threshold_multiotsu(w, classes=classes)
+        # scikit-image's exhaustive search up to 3 classes (the published setting, and faster there);
+        # beyond, its cost grows as 256^(classes-1): the dynamic programme finds the same optimum
+        thresholds = threshold_multiotsu(w, classes=classes) if classes <= 3 else multiotsu_thresholds(w, classes)
     except ValueError:  # degenerate histogram: fall back to the lowest level
         return w <= 0.0
     return w < thresholds[0]
