@@ -585,6 +585,8 @@ def tune(labeler: str, data: str, split: str | None, annotated: int, trials: int
                f"best pseudo-label F {result.best_value:.4f} (trial {result.best_trial}), defaults {default}")
     click.echo("best: " + ", ".join(f"{k}={v!r}" for k, v in result.best_params.items()))
     click.echo(tuning.layer_summary(setup, result))
+    if warning := tuning.nothing_found(setup, result):
+        click.echo(f"crackseg: warning: {warning}", err=True)
     click.echo(f"wrote {out}; use it: crackseg run --config {out} ...")
 
 

@@ -460,12 +460,23 @@ def layer_text(setup: TuneSetup, result: TuneResult, command: str, out: str | Pa
         f"objective {setup.objective}, protocol {setup.protocol}",
         f"searched: {searched}",
         layer_summary(setup, result),
+        *filter(None, [nothing_found(setup, result)]),
         f"command: {command}",
         f"use it: crackseg run --config {out} --data ...   |   crackseg label --config {out} --labeler {setup.name} "
         f"--data ... --out DIR",
     ]
     body = dump_yaml({"labeler": tuned_section(setup, result)})
     return "".join(f"# {line}\n" for line in header) + body
+
+
+def nothing_found(setup: TuneSetup, result: TuneResult) -> str:
+    """A warning when every trial scored 0 (the search had nothing to follow), else ``""``."""
+    if result.finished == 0 or result.best_value > 0.0:
+        return ""
+    return (f"every trial scored F 0 on the {len(setup.annotated)} annotated images: {setup.name}'s labels never "
+            f"overlap the masks there, so the search had nothing to follow and the layer keeps the defaults; look at "
+            f"the labels first (crackseg label --labeler {setup.name} --data ... --out DIR): for a labeler with a "
+            f"patch classifier, a classifier that does not fire on these photos")
 
 
 def layer_summary(setup: TuneSetup, result: TuneResult) -> str:

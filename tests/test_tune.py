@@ -325,6 +325,21 @@ def test_changes_that_gain_nothing_go_back_to_the_defaults(plugin, tmp_path):
     assert LABEL_CALLS[0] == calls and _layer(tmp_path)[0] == section
 
 
+def test_a_study_where_every_trial_scores_zero_says_so(plugin, tmp_path):
+    """No label overlaps a mask in any trial: a warning on stderr and in the layer's header, the defaults kept."""
+    r = tune(tmp_path, "--set", "labeler.k=50", trials=3)  # grey < mean - 50 std: never
+    assert r.returncode == 0, r.stderr
+    warning = [line for line in r.stderr.splitlines() if line.startswith("crackseg: warning: every trial scored F 0")]
+    assert len(warning) == 1 and "crackseg label --labeler tune-dark" in warning[0]
+    text = (tmp_path / "tuned.yaml").read_text()
+    assert "# every trial scored F 0 on the 5 annotated images" in text
+    assert yaml.safe_load(text)["labeler"]["spread"] == 1.0  # the default
+    (tmp_path / "found").mkdir()
+    r = tune(tmp_path / "found", trials=3)  # a study that finds something says nothing of the kind
+    assert r.returncode == 0 and "every trial scored F 0" not in r.stderr
+    assert "every trial scored F 0" not in (tmp_path / "found" / "tuned.yaml").read_text()
+
+
 def test_tolerance_minus_one_writes_the_best_trial_as_it_is(plugin, tmp_path):
     r = tune(tmp_path, "--param", "k=1:3", "--no-prune", "--tolerance", "-1", trials=4)
     assert r.returncode == 0, r.stderr
