@@ -145,7 +145,7 @@ def end_worker(status: int) -> NoReturn:
     tensors of the last collective then needs the GIL that a finalising interpreter no
     longer hands out, and the process dies with ``terminate called without an active
     exception`` (SIGABRT) after its work is done: a finished run reported as failed (4 of
-    37 two-process runs on a loaded 2-core CPU). ``atexit`` handlers run first (loggers flush,
+    59 two-process runs on a loaded 2-core CPU). ``atexit`` handlers run first (loggers flush,
     loader processes stop) and stdout/stderr are flushed; the interpreter's teardown is
     skipped, so a file object left open unflushed would lose its buffer (crackseg writes
     every file atomically and closes it).

@@ -475,8 +475,8 @@ def nothing_found(setup: TuneSetup, result: TuneResult) -> str:
         return ""
     return (f"every trial scored F 0 on the {len(setup.annotated)} annotated images: {setup.name}'s labels never "
             f"overlap the masks there, so the search had nothing to follow and the layer keeps the defaults; look at "
-            f"the labels first (crackseg label --labeler {setup.name} --data ... --out DIR): for a labeler with a "
-            f"patch classifier, a classifier that does not fire on these photos")
+            f"the labels first (crackseg label --labeler {setup.name} --data ... --out DIR): a labeler that finds "
+            f"nothing on these photos has to be fixed before it can be calibrated")
 
 
 def layer_summary(setup: TuneSetup, result: TuneResult) -> str:

@@ -125,7 +125,7 @@ def dark_in_window(window: np.ndarray, classes: int = 3) -> np.ndarray:
         return w <= 0.0
     try:
         # scikit-image's exhaustive search up to 3 classes (the published setting, and faster there);
-        # beyond, its cost grows as 256^(classes-1): the dynamic programme finds the same optimum
+        # beyond, its cost grows as 256^(classes-1): the dynamic programme finds the exact optimum fast
         thresholds = threshold_multiotsu(w, classes=classes) if classes <= 3 else multiotsu_thresholds(w, classes)
     except ValueError:  # degenerate histogram: fall back to the lowest level
         return w <= 0.0
