@@ -19,10 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from labelers import SHARED
 
 
 def per_call(fn: Callable[[np.ndarray, int], object], windows: list[np.ndarray], classes: int,
@@ -38,7 +35,7 @@ def per_call(fn: Callable[[np.ndarray, int], object], windows: list[np.ndarray],
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cfd", type=Path, default=SHARED / "datasets" / "cfd")
+    ap.add_argument("--cfd", type=Path, default=SHARED / "cfd")
     ap.add_argument("--window", type=int, default=32)
     ap.add_argument("--stride", type=int, default=8)
     args = ap.parse_args(argv)

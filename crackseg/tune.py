@@ -49,6 +49,7 @@ optuna is imported only here, inside the functions that need it.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -317,8 +318,6 @@ def open_study(setup: TuneSetup) -> Any:
 
 def _plain(data: Any) -> Any:
     """``data`` as JSON would give it back (tuples → lists), so a stored signature compares equal."""
-    import json
-
     return json.loads(json.dumps(data, default=str))
 
 
@@ -379,8 +378,6 @@ def simplify(setup: TuneSetup, study: Any, result: TuneResult, masks: dict[str, 
     Fills ``result.layer_params`` / ``layer_value`` / ``changed`` / ``reverted`` (see the module
     docstring); the outcome is cached in the study, keyed by the best trial and the tolerance.
     """
-    import json
-
     best = dict(result.best_params)
     result.layer_params, result.layer_value = dict(best), result.best_value
     defaults = space_defaults(setup)
@@ -473,8 +470,10 @@ def nothing_found(setup: TuneSetup, result: TuneResult) -> str:
     """A warning when every trial scored 0 (the search had nothing to follow), else ``""``."""
     if result.finished == 0 or result.best_value > 0.0:
         return ""
+    layer = (f"the layer's changes ({', '.join(result.kept)}) are chance" if result.kept
+             else "the layer keeps the defaults")
     return (f"every trial scored F 0 on the {len(setup.annotated)} annotated images: {setup.name}'s labels never "
-            f"overlap the masks there, so the search had nothing to follow and the layer keeps the defaults; look at "
+            f"overlap the masks there, so the search had nothing to follow and {layer}; look at "
             f"the labels first (crackseg label --labeler {setup.name} --data ... --out DIR): a labeler that finds "
             f"nothing on these photos has to be fixed before it can be calibrated")
 
