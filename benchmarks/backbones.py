@@ -84,7 +84,7 @@ def time_inference(name: str, args: argparse.Namespace) -> dict[str, float]:
     import torch
 
     import crackseg
-    from crackseg.io import read_image
+    from crackseg.base.io import read_image
 
     torch.set_num_threads(args.threads)
     model = crackseg.create_backbone(name).eval().to(args.device)

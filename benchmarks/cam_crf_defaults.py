@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import crackseg
-    from crackseg.labeler import LabelContext
-    from crackseg.tune import score_labeler
+    from crackseg.apps.tune import score_labeler
+    from crackseg.labels.contract import LabelContext
     from crackseg_cam.classifier import load_classifier
     from crackseg_cam.params import CamCrfParams
 

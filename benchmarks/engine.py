@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 import crackseg
-from crackseg.distributed import DistEnv
-from crackseg.engine import Engine
-from crackseg.losses import DeepSupervisionLoss, parse_loss
-from crackseg.training import TrainForward, forward_outputs
+from crackseg.base.distributed import DistEnv
+from crackseg.training.engine import Engine
+from crackseg.training.losses import DeepSupervisionLoss, parse_loss
+from crackseg.training.trainer_tools import TrainForward, forward_outputs
 
 
 class Tensors(torch.utils.data.Dataset):

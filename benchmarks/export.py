@@ -4,7 +4,7 @@
                                 [--threads 2] [--rounds 3] [--fp16]
 
 Each backbone (random weights, default parameters) is written as a checkpoint, exported with
-``crackseg.export.export_onnx`` (checked against torch there), and both predictors run the same
+``crackseg.apps.export.export_onnx`` (checked against torch there), and both predictors run the same
 ``--tiles`` uint8 tiles through ``forward_batch`` (normalisation, padding, sigmoid included), with
 the same thread count. The rounds alternate (torch, onnxruntime, torch, ...) and the median is
 reported. Goal: onnxruntime >= 1.3x torch on CPU. ``--fp16`` adds a column for the same model
@@ -24,11 +24,11 @@ import numpy as np
 import torch
 
 import crackseg
-from crackseg.checkpoints import CHECKPOINT_FORMAT, model_state
-from crackseg.errors import CracksegError
-from crackseg.export import export_onnx
-from crackseg.inference import Predictor
-from crackseg.onnx_model import OnnxPredictor, load_onnx
+from crackseg.apps.export import export_onnx
+from crackseg.base.errors import CracksegError
+from crackseg.prediction.onnx_predictor import OnnxPredictor, load_onnx
+from crackseg.prediction.predictor import Predictor
+from crackseg.training.checkpoints import CHECKPOINT_FORMAT, model_state
 
 
 def _rate(predictor: object, tiles: np.ndarray, batch: int) -> float:

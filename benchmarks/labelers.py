@@ -38,7 +38,7 @@ LABELERS = ["gradcam", "gradcam++", "xgradcam", "layercam", "eigencam", "hiresca
 
 
 def folder(root: Path, split: str, limit: int = 0) -> list:
-    from crackseg.data import load_samples
+    from crackseg.data.loading import load_samples
 
     return load_samples({"name": "folder", "root": str(root)}, split, limit)
 
@@ -47,7 +47,7 @@ def scores(samples: list, labels: list) -> dict[str, float]:
     """ODS / OIS / AP of the soft maps (CrackCLIP protocol) and the F1 of the binary masks, pooled."""
     import numpy as np
 
-    from crackseg.metrics import MetricAccumulator
+    from crackseg.evaluation.metrics import MetricAccumulator
 
     acc = MetricAccumulator("crackclip")
     tp = fp = fn = 0
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import crackseg
-    from crackseg.labeler import LabelContext
+    from crackseg.labels.contract import LabelContext
     from crackseg_cam.classifier import load_classifier, metrics_path
 
     torch.set_num_threads(args.threads)

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from crackseg.measure import MeasureOptions, measure_mask
+from crackseg.apps.measure import MeasureOptions, measure_mask
 from crackseg_datasets.synthetic import draw_crack
 
 

@@ -4,7 +4,7 @@ Generates N deterministic crack-like pairs (thin random-walk cracks, noisy soft
 predictions with stains), then computes ODS / OIS / AP (``crackclip``
 protocol) three ways:
 
-* ``crackseg``: :class:`crackseg.metrics.MetricAccumulator` (one histogram pass
+* ``crackseg``: :class:`crackseg.evaluation.metrics.MetricAccumulator` (one histogram pass
   per image, cumulative sums for all 100 thresholds);
 * ``per-threshold``: the straightforward way, as the authors' script does it:
   for every image and threshold, binarise ``pred / 255 > t`` and count TP, FP
@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from crackseg.metrics import MetricAccumulator, counts_from_histograms, image_histograms
+from crackseg.evaluation.metrics import MetricAccumulator, counts_from_histograms, image_histograms
 
 
 def make_pair(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     from skimage.filters import threshold_multiotsu
 
-    from crackseg.io import read_image
+    from crackseg.base.io import read_image
     from crackseg_cam.multiotsu import multiotsu_thresholds
 
     images = sorted(p for p in (args.cfd / "images").glob("*") if p.suffix.lower() in (".jpg", ".png"))

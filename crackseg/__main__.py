@@ -1,5 +1,5 @@
 """``python -m crackseg`` (also what ``torchrun -m crackseg`` runs)."""
 
-from .cli import main
+from crackseg.cli import main
 
 main()

@@ -20,9 +20,15 @@ from typing import Any
 
 import click
 
-from .compare.command import compare
-from .components import create_labeler, default_name
-from .config import (
+from crackseg.apps.compare.command import compare
+from crackseg.apps.measure import TRAVEL_DIRECTIONS, MeasureOptions, measure_folder
+from crackseg.apps.scaffold import KINDS as SCAFFOLD_KINDS
+from crackseg.apps.scaffold import new_plugin
+from crackseg.base.distributed import detect, end_worker, init, joined_a_process_group, launch_local, resolve_device
+from crackseg.base.errors import ConfigError, CracksegError
+from crackseg.base.io import write_text
+from crackseg.config.layers import load_yaml, parse_set
+from crackseg.config.run_config import (
     PROTOCOLS,
     RunConfig,
     data_spec,
@@ -33,20 +39,15 @@ from .config import (
     resolve_section,
     to_yaml,
 )
-from .data import load_samples
-from .distributed import detect, end_worker, init, joined_a_process_group, launch_local, resolve_device
-from .errors import ConfigError, CracksegError
-from .io import write_text
-from .labeler import LabelContext, declared_artefacts
-from .layers import load_yaml, parse_set
-from .measure import TRAVEL_DIRECTIONS, MeasureOptions, measure_folder
-from .metrics import evaluate_dirs, write_prf_table
-from .plugins import KINDS, get_manager, registry
-from .plugins.report import check_plugins, plugin_lines, plugins_json
-from .predict import collect_images, predict_paths
-from .run_folder import check_run_dir, default_out
-from .scaffold import KINDS as SCAFFOLD_KINDS
-from .scaffold import new_plugin
+from crackseg.config.run_folder import check_run_dir, default_out
+from crackseg.data.loading import load_samples
+from crackseg.evaluation.metrics import evaluate_dirs, write_prf_table
+from crackseg.labels.contract import LabelContext, declared_artefacts
+from crackseg.labels.factory import create_labeler
+from crackseg.plugins import KINDS, get_manager, registry
+from crackseg.plugins.factory import default_name
+from crackseg.plugins.listing import check_plugins, plugin_lines, plugins_json
+from crackseg.prediction.predict_folder import collect_images, predict_paths
 
 #: packages whose absence is reported as a missing extra instead of a traceback
 _HEAVY_PACKAGES = ("torch", "torchvision", "open_clip", "segmentation_models_pytorch", "pytorch_grad_cam",
@@ -132,7 +133,7 @@ def measure_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def build_config(config_file: str | None, labeler: str | None, backbone: str | None, trainer: str | None,
                  prompts: str | None, loss: str | None, data: str | None, device: str | None, seed: int | None,
                  out: str | None, sets: tuple[str, ...]) -> RunConfig:
-    """The run configuration from ``--config``, the flags and ``--set`` (see :mod:`crackseg.config`)."""
+    """The run configuration from ``--config``, the flags and ``--set`` (see :mod:`crackseg.config.run_config`)."""
     layers: list[dict[str, Any]] = []
     if config_file:
         layers.append(load_yaml(config_file))
@@ -186,7 +187,7 @@ def run(precision: str | None, resume: bool, nproc: int, do_measure: bool, px_pe
         check_run_dir(cfg, resume)
         launch_local(nproc, _argv_without_nproc(), out=cfg.out)
     else:
-        from .runner import run as do_run
+        from crackseg.apps.runner import run as do_run
 
         do_run(cfg, resume=resume, quiet=quiet)
     if do_measure and nproc == 1 and detect().rank == 0:  # under --nproc the launched rank 0 measures
@@ -299,9 +300,9 @@ def evaluate(pred_dir: str, gt_dir: str | None, data: str | None, split: str | N
 
     Nothing is written into the inputs; --prf FILE writes the P/R/F table.
     """
-    from .errors import DataError
-    from .evaluation import run_test_split, score_predictions, split_samples  # no torch
-    from .run_folder import CONFIG_FILE, data_label
+    from crackseg.base.errors import DataError
+    from crackseg.config.run_folder import CONFIG_FILE, data_label
+    from crackseg.evaluation.scoring import run_test_split, score_predictions, split_samples
 
     info: dict[str, Any] = {}
     if (Path(pred_dir) / CONFIG_FILE).is_file():
@@ -425,7 +426,7 @@ def measure_summary(instances: list[Any], images: list[Any], opt: MeasureOptions
 @click.option("--fp16", is_flag=True, help="Half-precision weights and arithmetic (float32 in and out; half the size).")
 def export(source: str, fmt: str, out: str, opset: int, dynamic: bool, fp16: bool) -> None:
     """Export a finished run's backbone (RUN_DIR or CHECKPOINT) for deployment without PyTorch."""
-    from .export import export_onnx
+    from crackseg.apps.export import export_onnx
 
     res = export_onnx(source, out, opset=opset, dynamic=dynamic, fp16=fp16)
     sizes = " and ".join(f"{s}x{s}" for s in res.sizes)
@@ -445,7 +446,7 @@ def export(source: str, fmt: str, out: str, opset: int, dynamic: bool, fp16: boo
 def report(source: str, out: str | None, gallery: int, no_measure: bool, quiet: bool) -> None:
     """One self-contained HTML page for a RUN_DIR (metrics, curves, per-image table, gallery) or a compare
     grid folder (every table with its PR curves and figures)."""
-    from .report import ReportOptions, write_report
+    from crackseg.apps.report import ReportOptions, write_report
 
     path = write_report(source, out, ReportOptions(gallery=gallery, measure=not no_measure), quiet=quiet)
     click.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB); open it in any browser, offline")
@@ -496,8 +497,8 @@ def labeler_layers(command: str, labeler: str, data: str, config_file: str | Non
 def label(labeler: str, data: str, split: str, out: str, device: str, seed: int,
           config_file: str | None, sets: tuple[str, ...], quiet: bool) -> None:
     """Write pseudo-labels (DIR/<stem>.png, 0/255) and soft maps (DIR/soft/) for a dataset split."""
-    from .pseudo_labels import write_pseudo_labels
-    from .runner import prepare_labeler
+    from crackseg.apps.runner import prepare_labeler
+    from crackseg.labels.pseudo_labels import write_pseudo_labels
 
     raw = labeler_layers("label", labeler, data, config_file, sets)
     lab_section = resolve_section("labelers", raw["labeler"], "labeler")
@@ -557,7 +558,7 @@ def tune(labeler: str, data: str, split: str | None, annotated: int, trials: int
     Writes OUT, a config layer with the best parameters for `run`, `label` and `compare`
     (--config OUT). The study is kept in a SQLite file: rerunning the same command continues it.
     """
-    from . import tune as tuning
+    from crackseg.apps import tune as tuning
 
     tuning.require_optuna()
     if trials < 1:
@@ -594,12 +595,12 @@ def _tune_setup(labeler: str, data: str, split: str | None, annotated: int, out:
                 study_name: str | None, params: tuple[str, ...], objective: str, protocol: str, prune_every: int,
                 prune: bool, shared_dir: str | None, device: str, seed: int, config_file: str | None,
                 sets: tuple[str, ...], quiet: bool) -> Any:
-    """The :class:`crackseg.tune.TuneSetup` of the ``tune`` command's options (every check before any work)."""
-    from . import tune as tuning
-    from .components import get_entry
-    from .data import train_samples
-    from .plugins.blame import plugin_error
-    from .search_space import DeclarationError, build_space, parse_param_options
+    """The :class:`crackseg.apps.tune.TuneSetup` of the ``tune`` command's options (every check before any work)."""
+    from crackseg.apps import tune as tuning
+    from crackseg.config.search_space import DeclarationError, build_space, parse_param_options
+    from crackseg.data.loading import train_samples
+    from crackseg.plugins.blame import plugin_error
+    from crackseg.plugins.factory import get_entry
 
     raw = labeler_layers("tune", labeler, data, config_file, sets)
     resolve_section("labelers", raw["labeler"], "labeler")  # checks the fixed parameters
@@ -691,7 +692,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ``--traceback`` anywhere on the command line (or ``CRACKSEG_TRACEBACK=1``) also prints
     the full traceback of an error, e.g. of a plugin's failure, for plugin authors. A
-    torchrun worker ends through :func:`crackseg.distributed.end_worker`.
+    torchrun worker ends through :func:`crackseg.base.distributed.end_worker`.
     """
     try:
         _main(argv)

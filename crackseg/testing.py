@@ -28,11 +28,14 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-import crackseg
-from crackseg.data import Sample
-from crackseg.errors import CracksegError
-from crackseg.labeler import LabelContext, declared_artefacts
+from crackseg.base.errors import CracksegError
+from crackseg.data.factory import create_dataset
+from crackseg.data.samples import Sample
+from crackseg.labels.contract import LabelContext, declared_artefacts
+from crackseg.labels.factory import create_labeler
 from crackseg.plugins import get_manager
+from crackseg.plugins.factory import get_entry, list_components
+from crackseg.training.factory import create_backbone, create_loss, create_prompt_set, create_trainer
 
 
 @contextlib.contextmanager
@@ -84,7 +87,7 @@ def write_tiny_dataset(folder: str | Path, n: int = 6, size: int = 32) -> Path:
 
     A plain image folder with masks, so ``crackseg run --data FOLDER`` reads it; returns ``folder``.
     """
-    from crackseg.io import write_png
+    from crackseg.base.io import write_png
 
     root = Path(folder)
     for s in tiny_crack_samples(n, size):
@@ -105,12 +108,12 @@ class BackboneContract:
         import torch
 
         torch.manual_seed(0)
-        return crackseg.create_backbone(self.name, **self.params)
+        return create_backbone(self.name, **self.params)
 
     def _input(self, model: Any) -> tuple[Any, int, int]:
         import torch
 
-        from crackseg.backbone import pad_to_multiple, size_multiple
+        from crackseg.training.backbones import pad_to_multiple, size_multiple
 
         fixed = getattr(model, "fixed_input_size", None)
         h, w = (fixed, fixed) if fixed else self.input_hw
@@ -121,12 +124,12 @@ class BackboneContract:
         return torch.rand(2, 3, h, w), h, w
 
     def test_registered(self) -> None:
-        assert self.name in crackseg.list_plugins("backbones"), f"backbone {self.name!r} is not registered"
+        assert self.name in list_components("backbones"), f"backbone {self.name!r} is not registered"
 
     def test_forward_shapes(self) -> None:
         import torch
 
-        from crackseg.backbone import as_outputs, output_problem
+        from crackseg.training.backbones import as_outputs, output_problem
 
         model = self.make().eval()
         x, _, _ = self._input(model)
@@ -140,7 +143,7 @@ class BackboneContract:
     def test_backward_reaches_trainable_parameters(self) -> None:
         import torch
 
-        from crackseg.backbone import as_outputs, loss_weights
+        from crackseg.training.backbones import as_outputs, loss_weights
 
         model = self.make().train()
         x, _, _ = self._input(model)
@@ -157,8 +160,8 @@ class BackboneContract:
         """What trains (parameters, and the buffers of modules that train, e.g. BatchNorm statistics) survives."""
         import torch
 
-        from crackseg.backbone import as_outputs
-        from crackseg.checkpoints import load_model_state, model_state
+        from crackseg.training.backbones import as_outputs
+        from crackseg.training.checkpoints import load_model_state, model_state
 
         model = self.make().eval()
         persistent = set(model.state_dict())
@@ -192,7 +195,7 @@ class LossContract:
     prefers_the_label: ClassVar[bool] = True
 
     def make(self) -> Any:
-        return crackseg.create_loss(self.name, **self.params)
+        return create_loss(self.name, **self.params)
 
     def _target(self) -> Any:
         import torch
@@ -230,7 +233,7 @@ class PromptSetContract:
     params: ClassVar[dict[str, Any]] = {}
 
     def test_sentences(self) -> None:
-        ps = crackseg.create_prompt_set(self.name, **self.params)
+        ps = create_prompt_set(self.name, **self.params)
         s = ps.sentences()
         assert set(s) == {"normal", "crack"}, f"{self.name}: sentences() has keys {set(s)}, not normal and crack"
         for cls in ("normal", "crack"):
@@ -249,7 +252,7 @@ class DatasetContract:
         return dict(self.params)
 
     def test_samples_load(self, tmp_path: Path) -> None:
-        ds = crackseg.create_dataset(self.name, **self.make_params(tmp_path))
+        ds = create_dataset(self.name, **self.make_params(tmp_path))
         splits = ds.splits()
         assert splits, f"{self.name}: no splits"
         for split in splits:
@@ -263,7 +266,7 @@ class DatasetContract:
                         f"{self.name}: mask {s.stem!r} is {m.dtype} {m.shape}, not bool {img.shape[:2]}"
 
     def test_unknown_split_is_a_clear_error(self, tmp_path: Path) -> None:
-        ds = crackseg.create_dataset(self.name, **self.make_params(tmp_path))
+        ds = create_dataset(self.name, **self.make_params(tmp_path))
         with pytest.raises(CracksegError, match="no-such-split"):
             ds.samples("no-such-split")
 
@@ -288,12 +291,12 @@ class LabelerContract:
         return LabelContext(device="cpu", work_dir=work, seed=0, quiet=True, batch_size=4, artefact_dirs=dirs)
 
     def _prepared(self, tmp_path: Path, params: dict[str, Any]) -> Any:
-        lab = crackseg.create_labeler(self.name, **params)
+        lab = create_labeler(self.name, **params)
         lab.prepare(tiny_crack_samples(3, self.image_size), self.context(tmp_path, lab))
         return lab
 
     def test_labels_have_image_shape(self, tmp_path: Path) -> None:
-        from crackseg.pseudo_labels import label_problem
+        from crackseg.labels.pseudo_labels import label_problem
 
         samples = tiny_crack_samples(3, self.image_size)
         lab = self._prepared(tmp_path, self.params)
@@ -309,7 +312,7 @@ class LabelerContract:
         assert again == fp, f"{self.name}: the same parameters gave another fingerprint ({fp!r}, {again!r})"
 
     def test_fingerprint_changes_with_parameters(self, tmp_path: Path) -> None:
-        entry = crackseg.get_entry("labelers", self.name)
+        entry = get_entry("labelers", self.name)
         if not self.changed_params:
             if entry.params is not None:
                 pytest.skip(f"{self.name}: set changed_params to parameters that change the labels")
@@ -334,12 +337,13 @@ class TrainerContract:
         import cv2
         import torch
 
-        from crackseg.config import TrainConfig
-        from crackseg.distributed import DistEnv
-        from crackseg.engine import Engine
-        from crackseg.io import write_png
-        from crackseg.losses import DeepSupervisionLoss, parse_loss
-        from crackseg.trainer import LabelFiles, TrainJob
+        from crackseg.base.distributed import DistEnv
+        from crackseg.base.io import write_png
+        from crackseg.config.run_config import TrainConfig
+        from crackseg.labels.contract import LabelFiles
+        from crackseg.training.contract import TrainJob
+        from crackseg.training.engine import Engine
+        from crackseg.training.losses import DeepSupervisionLoss, parse_loss
 
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
@@ -364,11 +368,11 @@ class TrainerContract:
 
         import torch
 
-        from crackseg.trainer import TrainResult
+        from crackseg.training.result import TrainResult
 
         job = self.job(tmp_path)
         before = [p.detach().clone() for p in job.model.parameters()]
-        result = crackseg.create_trainer(self.name, **self.params).fit(job)
+        result = create_trainer(self.name, **self.params).fit(job)
         assert isinstance(result, TrainResult), f"{self.name}: fit() returned {type(result).__name__}"
         assert result.epochs_done == self.epochs and len(result.history) == self.epochs, \
             f"{self.name}: {result.epochs_done} epochs done, {len(result.history)} history rows for {self.epochs}"
@@ -383,9 +387,9 @@ class TrainerContract:
         import torch
 
         first = self.job(tmp_path)
-        crackseg.create_trainer(self.name, **self.params).fit(first)
+        create_trainer(self.name, **self.params).fit(first)
         again = self.job(tmp_path, resume=True)
-        result = crackseg.create_trainer(self.name, **self.params).fit(again)
+        result = create_trainer(self.name, **self.params).fit(again)
         assert result.stopped_early == "already finished", \
             f"{self.name}: resuming a finished run trained again ({result.stopped_early!r})"
         for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()):

@@ -23,7 +23,7 @@ import pytest
 
 import crackseg
 from conftest import REPO
-from crackseg.config import DataSplits, EvalConfig, PredictConfig, RunConfig, TrainConfig
+from crackseg.config.run_config import DataSplits, EvalConfig, PredictConfig, RunConfig, TrainConfig
 from crackseg.plugins import EXTRAS, KINDS, SINGULAR, get_manager
 from crackseg.plugins.manager import BUILTIN_DISTRIBUTION
 
@@ -31,7 +31,7 @@ CORE = REPO / "crackseg"
 
 #: words of the core's own vocabulary that a built-in plugin happens to use too (name or parameter)
 CORE_WORDS = {
-    # the metric protocol named after the CrackCLIP authors' evaluation script (crackseg.metrics)
+    # the metric protocol named after the CrackCLIP authors' evaluation script (crackseg.evaluation.metrics)
     "crackclip": "metric protocol",
     # the classes of the prompt-set contract ({"normal": [...], "crack": [...]}) and the English word
     "crack": "prompt-set contract",
@@ -112,8 +112,8 @@ def test_core_imports_no_plugin_module():
 
 
 def test_metric_protocols_agree():
-    from crackseg.config import PROTOCOLS
-    from crackseg.metrics import PROTOCOLS as IMPLEMENTED
+    from crackseg.config.run_config import PROTOCOLS
+    from crackseg.evaluation.metrics import PROTOCOLS as IMPLEMENTED
 
     assert PROTOCOLS == IMPLEMENTED
 
@@ -131,7 +131,7 @@ def _without_torch(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str
 
 
 def test_evaluate_and_plugins_work_without_torch(tmp_path):
-    from crackseg.io import write_png
+    from crackseg.base.io import write_png
 
     gt = np.zeros((16, 16), np.uint8)
     gt[5:8, :] = 255
@@ -188,7 +188,7 @@ class _ThresholdLabeler:
         self.threshold = json.loads(path.read_text())["threshold"]
 
     def label(self, samples, context):
-        from crackseg.labeler import PseudoLabel
+        from crackseg.labels.contract import PseudoLabel
 
         out = []
         for s in samples:
@@ -214,8 +214,8 @@ class _Plugin:
 
 
 def test_third_party_labeler_trains_its_own_model_without_core_changes(tmp_path):
-    from crackseg.config import resolve_config
-    from crackseg.runner import run
+    from crackseg.apps.runner import run
+    from crackseg.config.run_config import resolve_config
     from crackseg.testing import registered_plugin
 
     tiny = {"data": {"name": "synthetic", "n_train": 4, "n_test": 2, "size": 48},

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import crackseg
-from crackseg.errors import ConfigError, CracksegError
+from crackseg.base.errors import ConfigError, CracksegError
 
 torch.set_num_threads(1)
 
@@ -245,8 +245,8 @@ class TestOEDContract(BackboneContract):
 def test_config_file_resolves(name: str) -> None:
     from pathlib import Path
 
-    from crackseg.config import resolve_config
-    from crackseg.layers import load_yaml
+    from crackseg.config.layers import load_yaml
+    from crackseg.config.run_config import resolve_config
 
     path = Path(__file__).resolve().parents[1] / "configs" / "backbones" / f"{name}.yaml"
     cfg = resolve_config([load_yaml(path), {"data": {"name": "synthetic"}}])

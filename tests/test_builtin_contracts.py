@@ -100,7 +100,7 @@ def test_edge_loss_band_and_value():
 
 
 def test_weighted_sum_parsing():
-    from crackseg.losses import parse_terms
+    from crackseg.training.losses import parse_terms
 
     assert parse_terms("focal+0.5*edge+2e-1*dice") == [(1.0, "focal"), (0.5, "edge"), (0.2, "dice")]
     with pytest.raises(crackseg.ConfigError, match="cannot parse term"):

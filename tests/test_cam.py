@@ -15,9 +15,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("pytorch_grad_cam")
 
 import crackseg  # noqa: E402
-from crackseg.data import ListDataset, Sample  # noqa: E402
-from crackseg.errors import ConfigError, CracksegError, DataError  # noqa: E402
-from crackseg.labeler import LabelContext, Labeler  # noqa: E402
+from crackseg.base.errors import ConfigError, CracksegError, DataError  # noqa: E402
+from crackseg.data.samples import ListDataset, Sample  # noqa: E402
+from crackseg.labels.contract import LabelContext, Labeler  # noqa: E402
 from crackseg.testing import LabelerContract  # noqa: E402
 from crackseg_cam import CAM_METHODS  # noqa: E402
 from crackseg_cam.cams import assemble, gate_weights, image_cam  # noqa: E402
@@ -186,8 +186,8 @@ def test_imagenet_unavailable_trains_from_random_weights_and_says_so(torch_home,
 
 
 def test_run_records_the_random_classifier_in_notes_and_table(torch_home, tmp_path):
-    from crackseg.config import resolve_config
-    from crackseg.runner import run
+    from crackseg.apps.runner import run
+    from crackseg.config.run_config import resolve_config
 
     cfg = resolve_config([{"labeler": {"name": "gradcam", "patch_size": 32,
                                        "classifier": {**SMALL, "weights": "imagenet"}},
@@ -531,7 +531,7 @@ def test_koenig_grid_drops_the_last_row_like_his_merge():
 
 
 def test_demo_data_gives_cam_labelers_a_small_classifier_the_user_can_override(tmp_path):
-    from crackseg.config import resolve_config
+    from crackseg.config.run_config import resolve_config
 
     cfg = resolve_config([{"labeler": {"name": "cam-crf"}}])  # synthetic: the default dataset, demo data
     assert cfg.labeler["classifier"]["arch"] == "resnet18" and cfg.labeler["classifier"]["epochs"] == 3

@@ -53,7 +53,7 @@ class CountedLabeler:
         pass
 
     def label(self, samples, context):
-        from crackseg.labeler import PseudoLabel
+        from crackseg.labels.contract import PseudoLabel
 
         out = []
         for s in samples:
@@ -147,7 +147,7 @@ def cell_dirs(runs: Path) -> dict[str, Path]:
 
 # -- expansion (in process, built-in plugins) -----------------------------------------------------
 def test_paper_grid_cells_are_shared_between_tables():
-    from crackseg.compare import load_grid
+    from crackseg.apps.compare import load_grid
 
     grid = load_grid(REPO / "configs/paper/all.yaml", "cpu-small")
     names = [c.name for c in grid.cells]
@@ -184,7 +184,7 @@ def test_paper_grid_cells_are_shared_between_tables():
 
 
 def test_cell_keys_follow_the_inputs():
-    from crackseg.compare import load_grid
+    from crackseg.apps.compare import load_grid
 
     a = load_grid(REPO / "configs/paper/table3.yaml", "cpu-small")
     b = load_grid(REPO / "configs/paper/table3.yaml", "cpu-small", {"train": {"epochs": 7}})
@@ -203,8 +203,8 @@ def test_cell_keys_follow_the_inputs():
     ("tests: [{id: a, run_test: true}]\ntables: [{id: t, rows: [{labeler: fsv}]}]", "'backbone' is required"),
 ])
 def test_bad_grid_configs_name_the_problem(tmp_path, text, needle):
-    from crackseg.compare import load_grid
-    from crackseg.errors import CracksegError
+    from crackseg.apps.compare import load_grid
+    from crackseg.base.errors import CracksegError
 
     p = tmp_path / "g.yaml"
     p.write_text(text)
@@ -238,7 +238,7 @@ def _fake_results() -> dict:
 
 
 def test_markdown_table_layout():
-    from crackseg.compare.render import markdown_table
+    from crackseg.apps.compare.render import markdown_table
 
     f = _fake_results()
     md = markdown_table(f["table"], f["tests"])
@@ -254,7 +254,7 @@ def test_markdown_table_layout():
 
 
 def test_csv_and_latex_tables():
-    from crackseg.compare.render import csv_table, latex_table
+    from crackseg.apps.compare.render import csv_table, latex_table
 
     f = _fake_results()
     rows = list(csv.DictReader(io.StringIO(csv_table(f["table"], f["tests"]))))

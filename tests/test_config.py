@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from crackseg.config import diff_configs, resolve_config, to_yaml
-from crackseg.errors import ConfigError, UnknownPluginError
-from crackseg.layers import load_yaml, parse_set, parse_value
+from crackseg.base.errors import ConfigError, UnknownPluginError
+from crackseg.config.layers import load_yaml, parse_set, parse_value
+from crackseg.config.run_config import diff_configs, resolve_config, to_yaml
 
 
 def test_defaults_resolve_to_fsv_unet_synthetic():

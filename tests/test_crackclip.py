@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import crackseg
-from crackseg.errors import ConfigError, CracksegError
+from crackseg.base.errors import ConfigError, CracksegError
 from crackseg.testing import BackboneContract
 
 torch.set_num_threads(1)

@@ -27,7 +27,7 @@ def test_run_on_cuda_with_mixed_precision(tmp_path):
 
 
 def test_predictions_agree_between_cpu_and_cuda(monkeypatch):
-    from crackseg.inference import Predictor
+    from crackseg.prediction.predictor import Predictor
 
     # TF32 convolutions (cuDNN's default) round to ~1e-3; compare full fp32
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
@@ -42,7 +42,7 @@ def test_predictions_agree_between_cpu_and_cuda(monkeypatch):
 
 
 def test_gradcam_labeler_on_cuda_matches_cpu(tmp_path):
-    from crackseg.labeler import LabelContext
+    from crackseg.labels.contract import LabelContext
     from crackseg.testing import tiny_crack_samples
 
     samples = tiny_crack_samples(3, 64)

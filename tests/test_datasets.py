@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import crackseg
-from crackseg.errors import ConfigError, CracksegError, DataError
+from crackseg.base.errors import ConfigError, CracksegError, DataError
 from crackseg.testing import DatasetContract
 from crackseg_datasets.common import hash_split, read_split_file
 from crackseg_datasets.readers import detect_layout
@@ -465,7 +465,7 @@ def test_real_cfd_folder_layout():
 
 
 def test_real_cfd_mat_reader_matches_png_masks():
-    from crackseg.io import read_mask
+    from crackseg.base.io import read_mask
 
     root = _shared("cfd")
     ds = crackseg.create_dataset("cfd", root=str(root), images="images", ground_truth="raw/groundTruth")

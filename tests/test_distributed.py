@@ -61,7 +61,7 @@ class DarkSoft:
 
     def label(self, samples, context):
         import numpy as np
-        from crackseg.labeler import PseudoLabel
+        from crackseg.labels.contract import PseudoLabel
 
         out = []
         for s in samples:
@@ -205,7 +205,7 @@ def test_cac_on_two_processes_equals_one(env, tmp_path):
         assert torch.allclose(a["model"][k], b["model"][k], atol=1e-5), k
     first = [h["loss"] for h in a["history"]]
     assert [h["loss"] for h in b["history"]] == pytest.approx(first, rel=1e-4)
-    from crackseg.io import read_gray
+    from crackseg.base.io import read_gray
 
     maps = sorted((tmp_path / "one" / "trainer" / "maps" / "e002").glob("*.png"))
     assert len(maps) == 8
@@ -253,7 +253,7 @@ def test_a_worker_ends_with_its_status_after_the_exit_handlers(tmp_path):
     """end_worker: exit handlers run and output is flushed first, then the status is the process's."""
     script = (
         "import atexit, sys\n"
-        "from crackseg.distributed import end_worker\n"
+        "from crackseg.base.distributed import end_worker\n"
         f"atexit.register(lambda: open({str(tmp_path / 'handler-ran')!r}, 'w').write('yes'))\n"
         "sys.stdout.write('unflushed line')\n"
         "end_worker(3)\n"

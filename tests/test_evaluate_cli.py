@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import run_main
-from crackseg.io import write_png, write_text
-from crackseg.metrics import MetricAccumulator
+from crackseg.base.io import write_png, write_text
+from crackseg.evaluation.metrics import MetricAccumulator
 from crackseg.testing import tiny_crack_samples, write_tiny_dataset
 from test_architecture import _without_torch
 from test_run import TINY
@@ -111,7 +111,7 @@ def folder_data(tmp_path):
 
 
 def _expected(preds: Path, stems: list[str], protocol: str = "crackclip") -> dict:
-    from crackseg.io import read_gray
+    from crackseg.base.io import read_gray
 
     acc = MetricAccumulator(protocol)
     for s in tiny_crack_samples(6, 32):

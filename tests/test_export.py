@@ -17,8 +17,8 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 import crackseg  # noqa: E402
-from crackseg.checkpoints import CHECKPOINT_FORMAT, model_state  # noqa: E402
-from crackseg.io import read_gray, write_png  # noqa: E402
+from crackseg.base.io import read_gray, write_png  # noqa: E402
+from crackseg.training.checkpoints import CHECKPOINT_FORMAT, model_state  # noqa: E402
 
 TINY_CLIP = {
     "embed_dim": 32,
@@ -63,7 +63,7 @@ def test_every_builtin_backbone_exports_with_parity_at_two_sizes(name, tmp_path,
     params = dict(BACKBONES[name])
     if name == "crackclip":
         params["model"] = clip_cfg
-    from crackseg.export import PARITY_TOLERANCE, export_onnx
+    from crackseg.apps.export import PARITY_TOLERANCE, export_onnx
 
     dynamic = name not in FIXED_SIZE
     for size in FIXED_SIZE.get(name, (64,))[::-1]:
@@ -76,9 +76,9 @@ def test_every_builtin_backbone_exports_with_parity_at_two_sizes(name, tmp_path,
         assert r.returncode == 2 and "export it without --dynamic" in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "d.onnx").exists()
     # an independent check through the predictors: a 100x150 photo, resized and tiled
-    from crackseg.checkpoints import load_model
-    from crackseg.inference import Predictor
-    from crackseg.onnx_model import OnnxPredictor, load_onnx
+    from crackseg.prediction.onnx_predictor import OnnxPredictor, load_onnx
+    from crackseg.prediction.predictor import Predictor
+    from crackseg.training.factory import load_model
 
     session, meta = load_onnx(res.path)
     assert meta["backbone"]["name"] == name and meta["image_size"] == 64
@@ -129,7 +129,7 @@ def test_fp16_export_is_half_the_size_and_predicts_like_torch(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "fp16" in r.stdout and "matches the torch model" in r.stdout
     assert (tmp_path / "m16.onnx").stat().st_size < 0.6 * (tmp_path / "m32.onnx").stat().st_size
-    from crackseg.onnx_model import load_onnx
+    from crackseg.prediction.onnx_predictor import load_onnx
 
     assert load_onnx(tmp_path / "m16.onnx")[1]["precision"] == "fp16"
     photo = np.random.default_rng(3).integers(0, 256, (70, 90, 3), dtype=np.uint8)

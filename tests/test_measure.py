@@ -12,8 +12,8 @@ from conftest import run_main
 
 pytest.importorskip("skan")
 
-from crackseg.io import write_png  # noqa: E402
-from crackseg.measure import MeasureOptions, measure_mask  # noqa: E402
+from crackseg.apps.measure import MeasureOptions, measure_mask
+from crackseg.base.io import write_png
 from crackseg_datasets.synthetic import draw_crack  # noqa: E402
 
 SEEDS = range(40)

@@ -1,4 +1,4 @@
-"""Tests of crackseg.metrics: fixture reproduction, hand cases, reference equality."""
+"""Tests of crackseg.evaluation.metrics: fixture reproduction, hand cases, reference equality."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crackseg.errors import CracksegError, DataError
-from crackseg.metrics import (
+from crackseg.base.errors import CracksegError, DataError
+from crackseg.base.maps import pred_to_uint8
+from crackseg.evaluation.metrics import (
     PROTOCOLS,
     MetricAccumulator,
     counts_from_histograms,
     evaluate_dirs,
     image_histograms,
-    pred_to_uint8,
     write_prf_table,
 )
 
@@ -316,7 +316,7 @@ def test_histograms_round_trip_and_sharding():
 
 # -- folders ------------------------------------------------------------------------
 def _write(folder: Path, name: str, arr: np.ndarray) -> None:
-    from crackseg.io import write_png
+    from crackseg.base.io import write_png
 
     folder.mkdir(parents=True, exist_ok=True)
     if name.endswith(".png"):
@@ -341,7 +341,7 @@ def test_evaluate_dirs_pairs_by_stem(tmp_path):
     assert res.n == 2
     by_stem = {d["stem"]: d for d in res.per_image}
     assert by_stem["a"]["f1"] == 1.0 and by_stem["b"]["f1"] == 0.0
-    from crackseg.tables import results_table
+    from crackseg.base.tables import results_table
 
     row = results_table([{**res.to_json(), "labeler": "x"}]).splitlines()[-1]
     assert row.startswith("| x | ") and f"| {100 * res.ods:.2f} |" in row
@@ -394,7 +394,7 @@ def test_write_prf_table(tmp_path):
 
 def test_metrics_import_is_light():
     code = (
-        "import sys, crackseg.metrics; "
+        "import sys, crackseg.evaluation.metrics; "
         "bad = [m for m in ('torch', 'cv2') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -403,7 +403,7 @@ def test_metrics_import_is_light():
 
 
 def test_value_histogram_paths_agree(monkeypatch):
-    from crackseg import metrics
+    from crackseg.evaluation import metrics
 
     rng = np.random.default_rng(3)
     pred = rng.integers(0, 256, size=(37, 53), dtype=np.uint8)
@@ -421,7 +421,7 @@ def test_value_histogram_paths_agree(monkeypatch):
 
 def test_crack_mask_is_the_metrics_cut_and_exact_at_the_threshold():
     """One binarisation for masks, overlays, measurements and reports: the metrics' own cut on the grid."""
-    from crackseg.metrics import crack_mask
+    from crackseg.base.maps import crack_mask
 
     values = np.arange(256, dtype=np.uint8)
     for i in range(100):

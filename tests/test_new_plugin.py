@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_cli, run_main
-from crackseg.scaffold import KINDS
+from crackseg.apps.scaffold import KINDS
 
 pytestmark = pytest.mark.slow
 

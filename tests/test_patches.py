@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crackseg.data import Sample
-from crackseg.errors import CracksegError, DataError
+from crackseg.base.errors import CracksegError, DataError
+from crackseg.data.samples import Sample
 from crackseg_cam.patches import (
     DIHEDRAL,
     PatchDataset,

@@ -16,7 +16,7 @@ import pytest
 
 import crackseg
 from conftest import make_plugin_site, run_cli, run_main
-from crackseg.errors import PluginError
+from crackseg.base.errors import PluginError
 from crackseg.plugins import PluginManager
 from crackseg.testing import registered_plugin
 
@@ -86,9 +86,10 @@ def test_override_replaces_a_name_explicitly_and_says_so(intruder_env):
     assert r.returncode == 0 and "my focal  [myfocal]" in r.stdout
     r = run_cli("plugins", "--json", env=intruder_env)
     info = {p["name"]: p for p in json.loads(r.stdout)}
-    assert info["myfocal"]["overrides"] == ["loss 'focal' (was plugin 'losses' (distribution crackseg 0.1.0))"]
+    builtin = f"(distribution crackseg {crackseg.__version__})"
+    assert info["myfocal"]["overrides"] == [f"loss 'focal' (was plugin 'losses' {builtin})"]
     assert "focal" not in info["losses"]["registered"]["losses"] and "dice" in info["losses"]["registered"]["losses"]
-    assert info["aaa"]["rejected"] == ["backbone 'unet' (taken by plugin 'smp' (distribution crackseg 0.1.0))"]
+    assert info["aaa"]["rejected"] == [f"backbone 'unet' (taken by plugin 'smp' {builtin})"]
 
 
 # -- checks at registration ----------------------------------------------------------------------
@@ -136,7 +137,7 @@ def test_registration_problems_are_one_line_warnings_naming_the_entry(capsys):
 def test_plugins_check_fails_on_a_problem_and_passes_on_the_builtins():
     r = run_main("plugins", "--check")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "plugin 'losses' (distribution crackseg 0.1.0): ok" in r.stdout
+    assert f"plugin 'losses' (distribution crackseg {crackseg.__version__}): ok" in r.stdout
     with registered_plugin(_Sloppy, "sloppy", "crackseg-sloppy", "0.2"):
         r = run_main("plugins", "--check")
         assert r.returncode == 1
@@ -211,7 +212,7 @@ class _WrongSize:
         pass
 
     def label(self, samples, context):
-        from crackseg.labeler import PseudoLabel
+        from crackseg.labels.contract import PseudoLabel
 
         return [PseudoLabel(np.zeros((5, 5), np.float32), np.zeros((5, 5), bool)) for _ in samples]
 
@@ -311,7 +312,7 @@ def test_a_checkpoint_names_the_package_its_backbone_comes_from(tmp_path):
                                               "version": "0.1.0"}
     assert metrics["plugins"]["data"]["plugin"] == "datasets"
     img = tmp_path / "in" / "a.png"
-    crackseg.io.write_png(img, np.zeros((32, 32, 3), np.uint8))
+    crackseg.base.io.write_png(img, np.zeros((32, 32, 3), np.uint8))
     r = run_main("predict", str(out), str(img), "--out", str(tmp_path / "pred"))
     assert _one_line(r) == (f"crackseg: error: {out}: backbone 'tinyseg' comes from crackseg-extras 0.1.0 (plugin "
                             f"'extras'), which is not installed; install it (pip install crackseg-extras) to use "
@@ -373,7 +374,7 @@ class _DropsBuffers:
                 pass
 
             def label(self, samples, context):
-                from crackseg.labeler import PseudoLabel
+                from crackseg.labels.contract import PseudoLabel
 
                 out = []
                 for s in samples:

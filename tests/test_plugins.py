@@ -8,7 +8,7 @@ import pytest
 
 import crackseg
 from conftest import make_plugin_site, run_cli
-from crackseg.errors import CracksegError, UnknownPluginError
+from crackseg.base.errors import CracksegError, UnknownPluginError
 from crackseg.plugins import PluginManager, get_manager
 from crackseg.plugins.registry import Entry, Registry, unknown_name_message
 
@@ -139,7 +139,7 @@ def test_load_plugins_env_restricts(tmp_path):
 def test_plugins_command_lists_builtins():
     r = run_cli("plugins")
     assert r.returncode == 0, r.stderr
-    assert "smp (crackseg 0.1.0)" in r.stdout
+    assert f"smp (crackseg {crackseg.__version__})" in r.stdout
     assert "backbones: unet" in r.stdout
 
 

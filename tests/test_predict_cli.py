@@ -15,18 +15,12 @@ from conftest import run_main
 torch = pytest.importorskip("torch")
 
 import crackseg  # noqa: E402
-from crackseg.checkpoints import (  # noqa: E402
-    CHECKPOINT_FILE,
-    MODEL_FILE,
-    TRAINING_STATE,
-    find_checkpoint,
-    load_model,
-    write_model_file,
-)
-from crackseg.errors import CracksegError  # noqa: E402
-from crackseg.io import read_gray, write_png  # noqa: E402
-from crackseg.metrics import crack_mask  # noqa: E402
-from crackseg.windows import WindowPredictor  # noqa: E402
+from crackseg.base.errors import CracksegError  # noqa: E402
+from crackseg.base.io import read_gray, write_png  # noqa: E402
+from crackseg.base.maps import crack_mask  # noqa: E402
+from crackseg.prediction.windows import WindowPredictor  # noqa: E402
+from crackseg.training.checkpoints import CHECKPOINT_FILE, MODEL_FILE, TRAINING_STATE, find_checkpoint, write_model_file  # noqa: E402
+from crackseg.training.factory import load_model  # noqa: E402
 
 #: a small, fast run whose ODS threshold (0.61 with this seed) is not the default predict.threshold 0.5
 RUN = [
@@ -123,7 +117,7 @@ def test_predict_from_model_pt_alone(run_dir, photos, tmp_path):
 
 
 def test_a_run_without_an_ods_threshold_falls_back_to_predict_threshold(run_dir, tmp_path):
-    from crackseg.predict import choose_threshold
+    from crackseg.prediction.thresholds import choose_threshold
 
     slim = tmp_path / "run"
     slim.mkdir()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import crackseg
-from crackseg.errors import ConfigError, CracksegError
+from crackseg.base.errors import ConfigError, CracksegError
 from crackseg.testing import PromptSetContract
 from crackseg_crackclip.prompts import WINCLIP_TEMPLATES, PromptSet, load_prompt_file
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from crackseg.labeler import LabelContext, PseudoLabel
-from crackseg.pseudo_labels import label_paths, write_pseudo_labels
+from crackseg.labels.contract import LabelContext, PseudoLabel
+from crackseg.labels.pseudo_labels import label_paths, write_pseudo_labels
 from crackseg.testing import tiny_crack_samples
 
 
@@ -36,7 +36,7 @@ def test_writes_binary_and_soft_and_caches(tmp_path):
     lab = Counting()
     files = write_pseudo_labels(lab, samples, tmp_path, ctx)
     assert sorted(files) == ["tiny0", "tiny1", "tiny2"] and lab.seen == ["tiny0", "tiny1", "tiny2"]
-    from crackseg.io import read_gray
+    from crackseg.base.io import read_gray
 
     b, soft, key = label_paths(tmp_path, "tiny0")
     assert set(np.unique(read_gray(b))) <= {0, 255}

@@ -26,10 +26,10 @@ def fake_run(tmp_path_factory) -> Path:
     ``test_0000`` is predicted perfectly, ``test_0001`` not at all (an empty map), the rest
     with the ground truth dimmed and some noise. metrics.json holds the true scores of these maps.
     """
-    from crackseg.config import resolve_config, to_yaml
-    from crackseg.data import test_samples
-    from crackseg.io import write_json, write_png, write_text
-    from crackseg.metrics import MetricAccumulator
+    from crackseg.base.io import write_json, write_png, write_text
+    from crackseg.config.run_config import resolve_config, to_yaml
+    from crackseg.data.loading import test_samples
+    from crackseg.evaluation.metrics import MetricAccumulator
 
     run = tmp_path_factory.mktemp("runs") / "fake"
     cfg = resolve_config([{"labeler": {"name": "fsv"}, "backbone": {"name": "unet"},
@@ -153,7 +153,7 @@ def test_bad_input_is_one_line(fake_run, tmp_path, case, needle):
 
 def test_written_files_get_the_permissions_of_a_plain_open(tmp_path):
     """Results are atomic *and* as readable as any file the user writes (mkstemp alone gives 0600)."""
-    from crackseg.io import write_text
+    from crackseg.base.io import write_text
 
     plain = tmp_path / "plain.txt"
     plain.write_text("x")

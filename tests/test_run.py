@@ -81,7 +81,7 @@ def test_evaluate_matches_run_metrics(tiny_run, tmp_path):
 
     gt = tmp_path / "gt"
     ds = crackseg.create_dataset("synthetic", n_train=6, n_test=3, size=64)
-    from crackseg.io import write_png
+    from crackseg.base.io import write_png
 
     for s in ds.samples("test"):
         write_png(gt / f"{s.stem}.png", s.mask())
@@ -96,12 +96,12 @@ def test_predict_large_photo_with_tiles(tiny_run, tmp_path):
     out, _ = tiny_run
     rng = np.random.default_rng(0)
     img = rng.integers(0, 255, (300, 410, 3), dtype=np.uint8)
-    from crackseg.io import write_png
+    from crackseg.base.io import write_png
 
     write_png(tmp_path / "in" / "photo.png", img)
     r = run_main("predict", str(out), str(tmp_path / "in"), "--out", str(tmp_path / "pred"), "--quiet")
     assert r.returncode == 0, r.stderr
-    from crackseg.io import read_gray
+    from crackseg.base.io import read_gray
 
     mask = read_gray(tmp_path / "pred" / "photo.png")
     prob = read_gray(tmp_path / "pred" / "prob" / "photo.png")
@@ -113,7 +113,7 @@ def test_predict_large_photo_with_tiles(tiny_run, tmp_path):
 def test_predictor_tiles_equal_single_window_when_image_fits():
     import torch
 
-    from crackseg.inference import Predictor
+    from crackseg.prediction.predictor import Predictor
 
     torch.manual_seed(0)
     model = torch.nn.Conv2d(3, 1, 3, padding=1)
@@ -185,7 +185,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     root = tmp_path / "data"
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
-    from crackseg.io import write_png
+    from crackseg.base.io import write_png
 
     for i in range(4):
         write_png(root / "images" / f"ok{i}.png", np.full((32, 32, 3), 120, np.uint8))
@@ -201,7 +201,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
 
 
 def test_evaluate_does_not_import_torch(tmp_path):
-    from crackseg.io import write_png
+    from crackseg.base.io import write_png
 
     for d in ("p", "g"):
         write_png(tmp_path / d / "a.png", np.zeros((8, 8), np.uint8))
@@ -219,7 +219,7 @@ def test_evaluate_does_not_import_torch(tmp_path):
 
 
 def test_evaluate_names_missing_files(tmp_path):
-    from crackseg.io import write_png
+    from crackseg.base.io import write_png
 
     write_png(tmp_path / "p" / "a.png", np.zeros((8, 8), np.uint8))
     write_png(tmp_path / "g" / "b.png", np.zeros((8, 8), np.uint8))
@@ -255,7 +255,7 @@ class DarkLabeler:
 
     def label(self, samples, context):
         import numpy as np
-        from crackseg.labeler import PseudoLabel
+        from crackseg.labels.contract import PseudoLabel
 
         out = []
         for s in samples:
@@ -329,7 +329,7 @@ def test_predict_and_run_measure(tiny_run, tmp_path):
     import crackseg
 
     ds = crackseg.create_dataset("synthetic", n_train=1, n_test=2, size=64)
-    from crackseg.io import write_png
+    from crackseg.base.io import write_png
 
     for s in ds.samples("test"):
         write_png(tmp_path / "in" / f"{s.stem}.png", s.load_image())

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import crackseg
-from crackseg.io import write_png
-from crackseg.runner import elapsed_text
-from crackseg.sanity import coverage, label_coverage, label_warning, prediction_warning
-from crackseg.tables import ods_ois_remark
+from crackseg.apps.runner import elapsed_text
+from crackseg.base.io import write_png
+from crackseg.base.sanity import coverage, label_coverage, label_warning, prediction_warning
+from crackseg.base.tables import ods_ois_remark
 
 
 # -- predictions ---------------------------------------------------------------------------------
@@ -99,7 +99,7 @@ def test_degenerate_classifier_note():
 def test_degenerate_classifier_is_said_when_trained_and_when_reused(tmp_path, monkeypatch, capsys):
     pytest.importorskip("torch")
     pytest.importorskip("pytorch_grad_cam")
-    from crackseg.labeler import LabelContext
+    from crackseg.labels.contract import LabelContext
     from crackseg.testing import tiny_crack_samples
     from crackseg_cam import classifier as clf
 
@@ -125,7 +125,7 @@ class _AllCrack:
         pass
 
     def label(self, samples, context):
-        from crackseg.labeler import PseudoLabel
+        from crackseg.labels.contract import PseudoLabel
 
         out = []
         for s in samples:
@@ -167,8 +167,8 @@ class _Plugin:
 
 def test_a_useless_run_says_so_on_stderr_and_in_its_notes(tmp_path, capsys):
     pytest.importorskip("torch")
-    from crackseg.config import resolve_config
-    from crackseg.runner import run
+    from crackseg.apps.runner import run
+    from crackseg.config.run_config import resolve_config
     from crackseg.testing import registered_plugin
 
     section = {"data": {"name": "synthetic", "n_train": 3, "n_test": 2, "size": 48},

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import crackseg
-from crackseg.errors import ConfigError
+from crackseg.base.errors import ConfigError
 from crackseg.testing import DatasetContract
 from crackseg_datasets.synthetic import _CACHE, _PairCache, generate, save_contact_sheet
 
@@ -147,7 +147,7 @@ def test_bad_parameters(params, match):
 
 
 def test_contact_sheet(tmp_path):
-    from crackseg.io import read_image
+    from crackseg.base.io import read_image
 
     ds = crackseg.create_dataset("synthetic", n_train=8, n_test=0, size=32)
     path = save_contact_sheet(ds.samples("train"), tmp_path / "sheet.png", columns=4)

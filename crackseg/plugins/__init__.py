@@ -6,9 +6,9 @@ This package holds the only global state in crackseg: one :class:`PluginManager`
 
 from __future__ import annotations
 
-from .hookspecs import Register, hookimpl, hookspec
-from .manager import PluginInfo, PluginManager
-from .registry import EXTRAS, KINDS, SINGULAR, Entry, Registry
+from crackseg.plugins.hookspecs import Register, hookimpl, hookspec
+from crackseg.plugins.manager import PluginInfo, PluginManager
+from crackseg.plugins.registry import EXTRAS, KINDS, SINGULAR, Entry, Registry
 
 __all__ = [
     "EXTRAS", "KINDS", "SINGULAR", "Entry", "PluginInfo", "PluginManager", "Register", "Registry",

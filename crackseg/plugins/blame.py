@@ -2,7 +2,7 @@
 
 The pipeline wraps every call into a plugin (factories, ``prepare``/``label``, a backbone's
 forward pass, a loss) in :func:`blamed`; contract checks on what a plugin returns raise
-:func:`plugin_error`. Errors crackseg raises itself (:class:`~crackseg.errors.CracksegError`,
+:func:`plugin_error`. Errors crackseg raises itself (:class:`~crackseg.base.errors.CracksegError`,
 bad input) and a lost torch.distributed peer pass through unchanged.
 """
 
@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from ..distributed import is_peer_failure
-from ..errors import CracksegError, PluginError
-from . import get_manager
-from .manager import one_line
-from .registry import SINGULAR
+from crackseg.base.console import one_line
+from crackseg.base.distributed import is_peer_failure
+from crackseg.base.errors import CracksegError, PluginError
+from crackseg.plugins import get_manager
+from crackseg.plugins.registry import SINGULAR
 
 
 def plugin_error(kind: str, name: str, message: str) -> PluginError:

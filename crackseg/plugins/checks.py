@@ -1,6 +1,6 @@
 """Checks of a plugin's registrations, run as it registers: extras, parameter defaults, the factory's signature.
 
-Problems that make an entry unusable raise :class:`~crackseg.errors.CracksegError`
+Problems that make an entry unusable raise :class:`~crackseg.base.errors.CracksegError`
 (the hook call then registers nothing); problems that would otherwise surface later
 as a confusing error blamed on the user are returned as warning texts, which the
 manager prints in one line naming the plugin and keeps for ``crackseg plugins --check``.
@@ -14,9 +14,9 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from .. import schema
-from ..errors import ConfigError, CracksegError
-from .registry import EXTRAS, SINGULAR
+from crackseg.base import schema
+from crackseg.base.errors import ConfigError, CracksegError
+from crackseg.plugins.registry import EXTRAS, SINGULAR
 
 
 def check_registration(kind: str, name: str, factory: Callable[..., Any], params: type | None,

@@ -52,11 +52,11 @@ def register_labelers(register: Register) -> None:
     """Register pseudo-labelers: phase 1, images → pixel pseudo-labels.
 
     ``factory(**params)`` returns an object implementing
-    :class:`crackseg.labeler.Labeler`: ``prepare(train_samples, context)`` (train or
+    :class:`crackseg.labels.contract.Labeler`: ``prepare(train_samples, context)`` (train or
     load what it needs), ``label(samples, context) -> list[PseudoLabel]`` (a soft map
     in [0, 1] and a binary mask per image) and ``fingerprint() -> str``. A labeler that
     trains a model of its own declares it with ``artefacts()`` (see
-    :class:`crackseg.labeler.Labeler`); its settings live in the labeler's own params.
+    :class:`crackseg.labels.contract.Labeler`); its settings live in the labeler's own params.
 
     Extras: ``demo={...}`` settings for demo data (keys of its params, e.g. a small
     classifier): used when the dataset is registered with ``demo=True``, under the user's own
@@ -72,10 +72,10 @@ def register_backbones(register: Register) -> None:
     ``factory(**params)`` returns a ``torch.nn.Module`` mapping a float batch
     ``[B,3,H,W]`` to crack logits ``[B,1,H,W]``, or to a ``dict`` of named logit maps
     with the main map under ``"out"``. Optional module attributes are listed in
-    :mod:`crackseg.backbone`.
+    :mod:`crackseg.training.backbones`.
 
     Extras: ``train={...}`` training defaults from the method's paper (keys of
-    ``crackseg.config.TrainConfig``); ``loss="a+0.5*b"`` its default loss;
+    ``crackseg.config.run_config.TrainConfig``); ``loss="a+0.5*b"`` its default loss;
     ``prompt_param="prompts"`` the parameter that takes a prompt set (what ``--prompts``
     and a grid's ``prompts`` axis set); ``input_size_param="image_size"`` the parameter that
     fixes the model's input size (a run trains at that size: ``train.image_size`` shows it);
@@ -115,7 +115,7 @@ def register_losses(register: Register) -> None:
 def register_datasets(register: Register) -> None:
     """Register dataset readers.
 
-    ``factory(**params)`` returns a :class:`crackseg.data.CrackDataset`: ``splits()``
+    ``factory(**params)`` returns a :class:`crackseg.data.samples.CrackDataset`: ``splits()``
     and ``samples(split) -> list[Sample]``. A dataset that reads from disk takes the
     folder as a parameter (``root`` by convention).
 
@@ -131,14 +131,14 @@ def register_datasets(register: Register) -> None:
 def register_trainers(register: Register) -> None:
     """Register training methods: how phase 2 trains a backbone on the pseudo-labels.
 
-    ``factory(**params)`` returns an object implementing :class:`crackseg.trainer.Trainer`:
-    ``fit(job) -> TrainResult``, where ``job`` (:class:`crackseg.trainer.TrainJob`) holds the
+    ``factory(**params)`` returns an object implementing :class:`crackseg.training.contract.Trainer`:
+    ``fit(job) -> TrainResult``, where ``job`` (:class:`crackseg.training.contract.TrainJob`) holds the
     model, the training samples with their pseudo-labels (binary masks and soft maps), the loss,
-    the training settings and the :class:`crackseg.engine.Engine` that places the model,
+    the training settings and the :class:`crackseg.training.engine.Engine` that places the model,
     distributes it, checkpoints, resumes, keeps time budgets and logs.
 
     Extras: ``train={...}`` training settings of the method's recipe (keys of
-    ``crackseg.config.TrainConfig``; they win over the backbone's); ``default=True`` the trainer a
+    ``crackseg.config.run_config.TrainConfig``; they win over the backbone's); ``default=True`` the trainer a
     run uses when it names none.
     """
 
@@ -161,6 +161,6 @@ def register_commands(cli: click.Group) -> None:
     """Add sub-commands to the ``crackseg`` click group ``cli``.
 
     Use ``@cli.command()`` as with any click group. Raise
-    :class:`crackseg.errors.CracksegError` for a user error: the CLI prints it in one
+    :class:`crackseg.base.errors.CracksegError` for a user error: the CLI prints it in one
     line and exits with status 2.
     """

@@ -31,10 +31,11 @@ from typing import Any
 import click
 import pluggy
 
-from ..errors import CracksegError
-from . import hookspecs
-from .checks import check_registration, unknown_extras
-from .registry import EXTRAS, KINDS, SINGULAR, Entry, Registry, describe_plugin
+from crackseg.base.console import one_line
+from crackseg.base.errors import CracksegError
+from crackseg.plugins import hookspecs
+from crackseg.plugins.checks import check_registration, unknown_extras
+from crackseg.plugins.registry import EXTRAS, KINDS, SINGULAR, Entry, Registry, describe_plugin
 
 ENTRY_POINT_GROUP = "crackseg"
 #: the distribution whose entry points are the built-in plugins
@@ -290,9 +291,3 @@ def _allowed_plugins() -> set[str] | None:
     if value is None:
         return None
     return {p.strip() for p in value.split(",") if p.strip()}
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one line: ``Type: message`` with whitespace collapsed."""
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return " ".join(text.split())

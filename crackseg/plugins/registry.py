@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CracksegError, UnknownPluginError
+from crackseg.base.errors import CracksegError, UnknownPluginError
 
 KINDS: tuple[str, ...] = ("labelers", "backbones", "prompts", "losses", "datasets", "trainers", "loggers")
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import crackseg
-from crackseg.errors import ConfigError
+from crackseg import ConfigError
 
 #: packages this plugin needs (its components are listed as unavailable without them)
 CRACKSEG_REQUIRES = ("torch",)

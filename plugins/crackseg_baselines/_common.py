@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from crackseg.errors import CracksegError
+from crackseg import CracksegError
 
 
 def check_input(x: torch.Tensor, in_channels: int, name: str) -> None:

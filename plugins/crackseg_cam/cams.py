@@ -30,11 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from crackseg import schema
-from crackseg.data import Sample
-from crackseg.distributed import detect, resolve_device
-from crackseg.errors import ConfigError, CracksegError
-from crackseg.labeler import LabelContext, PseudoLabel
+import crackseg
+from crackseg import ConfigError, CracksegError, LabelContext, PseudoLabel, Sample, detect_distributed, resolve_device
 
 from .params import CAM_METHODS, CamParams, check_classifier
 from .patches import extract_patches, patch_grid
@@ -175,7 +172,7 @@ class ClassifierLabeler:
         c = self.params.classifier
         if c.checkpoint:
             return {}
-        return {"classifier": {k: v for k, v in schema.to_dict(c).items() if k != "checkpoint"}}
+        return {"classifier": {k: v for k, v in crackseg.dataclass_to_dict(c).items() if k != "checkpoint"}}
 
     def prepare(self, train: Sequence[Sample], context: LabelContext) -> None:
         """Load ``classifier.checkpoint``, or train/resume one in the ``classifier`` artefact folder."""
@@ -270,6 +267,6 @@ class CamLabeler(ClassifierLabeler):
 
 def _announce(warning: str) -> str:
     """Print ``warning`` as one ``crackseg: warning:`` line (rank 0; nothing when empty); return it."""
-    if warning and detect().is_main:
+    if warning and detect_distributed().is_main:
         print(f"crackseg: warning: {warning}", file=sys.stderr, flush=True)
     return warning

@@ -23,11 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from crackseg import schema
-from crackseg.data import Sample
-from crackseg.distributed import resolve_device  # noqa: F401 - re-exported
-from crackseg.errors import ConfigError, CracksegError, DataError
-from crackseg.io import write_json
+import crackseg
+from crackseg import ConfigError, CracksegError, DataError, Sample, resolve_device, write_json
 
 from .params import ClassifierConfig, check_classifier
 from .patches import PatchDataset, PatchRef, build_refs, read_weak_label_csv
@@ -36,13 +33,12 @@ from .patches import PatchDataset, PatchRef, build_refs, read_weak_label_csv
 KIND = "patch-classifier"
 #: the format marker of the first release's classifier checkpoints (still read)
 FORMAT = "crackseg-patch-classifier"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN, IMAGENET_STD = crackseg.IMAGENET_MEAN, crackseg.IMAGENET_STD
 
 
 def classifier_config(data: dict[str, Any] | None) -> ClassifierConfig:
     """Validate a ``classifier`` mapping (unknown keys, types, ranges) into a :class:`ClassifierConfig`."""
-    return check_classifier(schema.build(ClassifierConfig, dict(data or {}), "classifier"))
+    return check_classifier(crackseg.dataclass_from_dict(ClassifierConfig, dict(data or {}), "classifier"))
 
 
 # -- models -------------------------------------------------------------------------------
@@ -91,7 +87,7 @@ def load_weights_file(model: Any, path: str) -> list[str]:
 
     Returns the names of the skipped parameters. Nothing matching is an error.
     """
-    from crackseg.checkpoints import read_torch_file
+    from crackseg import read_torch_file
 
     p = Path(path)
     state = read_torch_file(p, "classifier weights file (classifier.weights)", "expected a PyTorch state dict")
@@ -204,7 +200,7 @@ def file_digest(path: Path) -> str:
 
 def _torch_load(path: Path) -> dict[str, Any]:
     """A patch-classifier checkpoint: the engine's (format 2, kind patch-classifier) or the first release's."""
-    from crackseg.checkpoints import read_torch_file
+    from crackseg import read_torch_file
 
     ckpt = read_torch_file(path, "classifier checkpoint", "is it a file written by 'crackseg train-classifier'?")
     if isinstance(ckpt, dict) and ckpt.get("kind") == KIND:
@@ -230,7 +226,7 @@ def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
 
 # -- training ----------------------------------------------------------------------------
 def _config_key(cfg: ClassifierConfig, seed: int, stems: Sequence[str]) -> str:
-    blob = json.dumps({"config": schema.to_dict(cfg), "seed": seed, "stems": list(stems)}, sort_keys=True)
+    blob = json.dumps({"config": crackseg.dataclass_to_dict(cfg), "seed": seed, "stems": list(stems)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -305,14 +301,13 @@ def train_classifier(
     ``stop_after`` ends this call after that many epochs (the checkpoint stays
     resumable), for time-boxed runs. A long CPU training prints its estimated duration first
     (``settings``: where these settings live in the user's config, for the suggested ``--set``).
-    The loop runs on :class:`crackseg.engine.Engine` (distribution, checkpoints, resume,
+    The loop runs on :class:`crackseg.Engine` (distribution, checkpoints, resume,
     progress); what stays here is what is specific to patch classification: patches, their
     labels, the per-epoch learning rate, the metrics.
     """
     import torch
 
-    from crackseg import distributed as dist_utils
-    from crackseg.engine import Engine
+    from crackseg import Engine
 
     from .estimate import cpu_estimate
     from .pretrained import effective_config
@@ -320,7 +315,7 @@ def train_classifier(
     out = Path(out)
     seed = cfg.seed if cfg.seed is not None else seed
     cfg, fallback = effective_config(cfg)  # ImageNet where it can be had, else random weights and one loud line
-    if fallback and dist_utils.detect().is_main:
+    if fallback and crackseg.detect_distributed().is_main:
         print(f"crackseg: warning: {fallback}", file=sys.stderr)
     weak = read_weak_label_csv(cfg.weak_labels) if cfg.weak_labels else None
     if weak is None and not any(s.has_mask for s in samples):
@@ -348,12 +343,12 @@ def train_classifier(
     train_ds = PatchDataset(samples, [r for r in refs if r.image in tr_images], cfg.patch_size, cfg.augment)
     val_ds = PatchDataset(samples, [r for r in refs if r.image not in tr_images], cfg.patch_size, "none")
 
-    env = dist_utils.detect()
+    env = crackseg.detect_distributed()
     if env.enabled and not torch.distributed.is_initialized():
-        env = dist_utils.DistEnv()  # launched by torchrun but called without a process group: train alone
+        env = crackseg.DistEnv()  # launched by torchrun but called without a process group: train alone
     torch.manual_seed(seed)  # reproducible initialisation
     meta = {"arch": cfg.arch, "num_classes": 2, "patch_size": cfg.patch_size, "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD), "config": schema.to_dict(cfg), "config_key": key, "seed": seed,
+            "std": list(IMAGENET_STD), "config": crackseg.dataclass_to_dict(cfg), "config_key": key, "seed": seed,
             "epochs": cfg.epochs, "init": _init_name(cfg.weights), "init_fallback": fallback}
     engine = Engine(build_model(cfg.arch, 2, cfg.weights), device=device, env=env, checkpoint_path=out,
                     epochs=cfg.epochs, meta=meta, kind=KIND, seed=seed, resume=status == "partial", quiet=quiet,
@@ -394,7 +389,7 @@ def train_classifier(
         warning = classifier_warning(out)  # one class everywhere: the CAMs and labels built on it are useless
         if warning:
             print(f"crackseg: warning: {warning}", file=sys.stderr, flush=True)
-    dist_utils.barrier(env)
+    crackseg.barrier(env)
     return out
 
 

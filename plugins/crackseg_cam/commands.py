@@ -6,9 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import crackseg
-from crackseg.config import data_spec
-from crackseg.errors import ConfigError, CracksegError
-from crackseg.layers import parse_set
+from crackseg import ConfigError, CracksegError, data_spec, parse_set
 
 
 def resolve_dataset(data: str) -> Any:
@@ -69,7 +67,7 @@ def register(cli: Any) -> None:
         Writes OUT/classifier.pt (pass it to `crackseg label --classifier`) and
         OUT/classifier.metrics.json (held-out patch accuracy, precision, recall, F1).
         """
-        from crackseg.io import write_text
+        from crackseg import write_text
 
         from .classifier import classifier_config, metrics_path, resolve_device, train_classifier
 
@@ -81,9 +79,8 @@ def register(cli: Any) -> None:
         if weak_labels is not None:
             values["weak_labels"] = weak_labels
         cfg = classifier_config(values)
-        from crackseg import distributed
 
-        dev = resolve_device(device, distributed.detect())
+        dev = resolve_device(device, crackseg.detect_distributed())
         dataset = resolve_dataset(data)
         samples = dataset.samples(pick_split(dataset, split))
         if not samples:
@@ -95,12 +92,11 @@ def register(cli: Any) -> None:
             raise CracksegError(f"{ckpt} exists; pass --resume to continue it or choose another --out")
         import yaml
 
-        from crackseg import schema
 
-        env = distributed.detect()  # under torchrun: DistributedDataParallel over the ranks
-        distributed.init(env, dev)
+        env = crackseg.detect_distributed()  # under torchrun: DistributedDataParallel over the ranks
+        crackseg.init_distributed(env, dev)
         if env.is_main:
-            settings = yaml.safe_dump({"classifier": schema.to_dict(cfg)}, sort_keys=False)
+            settings = yaml.safe_dump({"classifier": crackseg.dataclass_to_dict(cfg)}, sort_keys=False)
             write_text(out_dir / "classifier.yaml", settings)
         train_classifier(samples, cfg, ckpt, dev, seed=seed, resume=resume, quiet=quiet, settings="classifier")
         if not env.is_main:

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from crackseg.errors import ConfigError
-from crackseg.labeler import LabelContext, PseudoLabel
+from crackseg import ConfigError, LabelContext, PseudoLabel
 
 from .cams import CAM_METHODS, ClassifierLabeler, image_cam
 from .params import CamCrfParams

@@ -51,8 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from crackseg.errors import ConfigError
-from crackseg.labeler import LabelContext, PseudoLabel
+from crackseg import ConfigError, LabelContext, PseudoLabel
 
 from .cams import CAM_METHODS, ClassifierLabeler, image_cam, whole_image_cam
 from .multiotsu import multiotsu_thresholds

@@ -2,7 +2,7 @@
 
 Each dataclass field is a config key; ``crackseg list labelers`` and config
 validation read them. ``metadata={"tune": ...}`` declares the range ``crackseg tune``
-searches (see :mod:`crackseg.search_space`): only post-processing parameters, which
+searches (see :func:`crackseg.declared_space`): only post-processing parameters, which
 change the labels without retraining the classifier. Every CAM labeler has a ``classifier`` section: the patch
 classifier it trains (or loads from ``checkpoint``), e.g.
 ``--set labeler.classifier.arch=resnet18``.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from crackseg.errors import ConfigError
+from crackseg import ConfigError
 
 #: labeler name → pytorch-grad-cam class name. Methods that work for a binary
 #: classifier with only (model, target_layers). Adding a line adds a labeler.

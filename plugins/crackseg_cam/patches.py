@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crackseg.data import Sample
-from crackseg.errors import DataError
+from crackseg import DataError, Sample
 
 #: the 8 dihedral transforms: (number of 90° rotations, horizontal flip)
 DIHEDRAL: tuple[tuple[int, bool], ...] = tuple((k, f) for f in (False, True) for k in range(4))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from crackseg.errors import CracksegError
+from crackseg import CracksegError
 
 IMAGENET = "imagenet"
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from crackseg.errors import ConfigError
+from crackseg import ConfigError
 
 from . import weights as W
 from .text import text_matrix

@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crackseg.errors import ConfigError
-from crackseg.layers import load_yaml
+from crackseg import ConfigError, load_yaml
 
 DEFAULT_OBJECT = "pavement"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from crackseg.io import atomic_write
+from crackseg import atomic_write
 
 
 def default_cache_dir() -> Path:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from crackseg.errors import ConfigError
+from crackseg import ConfigError
 
 #: entries of an OpenAI TorchScript state dict that are not parameters
 _JIT_EXTRAS = ("input_resolution", "context_length", "vocab_size")

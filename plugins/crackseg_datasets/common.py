@@ -6,8 +6,7 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from crackseg.errors import ConfigError, DataError
-from crackseg.io import IMAGE_SUFFIXES
+from crackseg import IMAGE_SUFFIXES, ConfigError, DataError
 
 #: preferred mask extensions, in order (a lossless format first)
 MASK_SUFFIXES: tuple[str, ...] = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")

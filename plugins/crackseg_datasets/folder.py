@@ -17,9 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crackseg.data import ListDataset, Sample, file_sample
-from crackseg.errors import DataError
-from crackseg.io import IMAGE_SUFFIXES, images_by_stem
+from crackseg import IMAGE_SUFFIXES, DataError, ListDataset, Sample, file_sample, images_by_stem
 
 from .common import (
     check_fraction,

@@ -23,9 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crackseg.data import ListDataset, Sample, file_sample
-from crackseg.errors import DataError
-from crackseg.io import image_shape, images_by_stem, read_image
+from crackseg import DataError, ListDataset, Sample, file_sample, image_shape, images_by_stem, read_image
 
 from .common import (
     check_fraction,

@@ -34,8 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crackseg.data import ListDataset, Sample
-from crackseg.errors import ConfigError
+from crackseg import ConfigError, ListDataset, Sample
 
 STYLES: tuple[str, ...] = ("pavement", "concrete")
 _SUPERSAMPLE = 4
@@ -496,7 +495,7 @@ def save_contact_sheet(samples: list[Sample], path: str | Path, columns: int = 4
     """Write a PNG grid: each sample's image above it with the mask outlined in red."""
     import cv2
 
-    from crackseg.io import write_png
+    from crackseg import write_png
 
     tiles = []
     for s in samples:

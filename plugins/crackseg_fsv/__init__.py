@@ -20,7 +20,7 @@ class FSVLabeler:
     def label(self, samples: Sequence, context) -> list:
         import numpy as np
 
-        from crackseg.labeler import PseudoLabel
+        from crackseg import PseudoLabel
 
         out = []
         for s in samples:

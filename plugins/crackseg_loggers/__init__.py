@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import crackseg
-from crackseg.errors import CracksegError
-from crackseg.io import write_text
+from crackseg import CracksegError, write_text
 
 
 class CsvLogger:

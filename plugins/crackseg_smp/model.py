@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from crackseg.errors import ConfigError, CracksegError
+from crackseg import ConfigError, CracksegError
 
 
 def build_smp(cls_name: str, encoder: str, encoder_weights: str | None, depth: int,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import crackseg
-from crackseg.errors import ConfigError
+from crackseg import ConfigError
 
 #: packages this plugin needs (its components are listed as unavailable without them)
 CRACKSEG_REQUIRES = ("torch",)

@@ -34,19 +34,28 @@ import cv2
 import numpy as np
 import torch
 
-from crackseg.backbone import as_outputs, input_stats, pad_to_multiple, size_multiple
-from crackseg.data import Sample
-from crackseg.distributed import barrier, shard
-from crackseg.errors import ConfigError, CracksegError
-from crackseg.io import read_gray, write_png, write_text
-from crackseg.trainer import LabelFiles, TrainJob, TrainResult
-from crackseg.training import (
+from crackseg import (
+    ConfigError,
+    CracksegError,
+    LabelFiles,
+    Sample,
     SegmentationTrainSet,
     TrainForward,
+    TrainJob,
+    TrainResult,
+    as_outputs,
+    barrier,
     check_batch,
     collate,
     forward_outputs,
+    input_stats,
+    pad_to_multiple,
+    read_gray,
+    shard,
+    size_multiple,
     start_training,
+    write_png,
+    write_text,
 )
 
 MAPS = "maps"

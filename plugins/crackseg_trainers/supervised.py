@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import torch
 
-from crackseg.backbone import input_stats, size_multiple
-from crackseg.errors import CracksegError
-from crackseg.trainer import TrainJob, TrainResult
-from crackseg.training import (
+from crackseg import (
     BinaryLabels,
+    CracksegError,
     SegmentationTrainSet,
     TrainForward,
+    TrainJob,
+    TrainResult,
     check_batch,
     collate,
     forward_outputs,
+    input_stats,
+    size_multiple,
     start_training,
 )
 

@@ -1,0 +1,1 @@
+"""What the commands do: run, tune, compare, report, measure, export, new-plugin."""

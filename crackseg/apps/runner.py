@@ -1,0 +1,296 @@
+"""``crackseg run``: dataset → labeler → backbone → predictions → metrics → table, in one run folder.
+
+Every file is written atomically; ``--resume`` continues an interrupted run from its
+last checkpoint. Under ``torchrun`` every rank runs this; rank 0 alone writes files.
+The folder layout is :mod:`crackseg.config.run_folder`'s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crackseg.base import distributed as dist_utils
+from crackseg.base.errors import CracksegError
+from crackseg.base.hashing import content_key
+from crackseg.base.io import write_json, write_text
+from crackseg.base.locks import file_lock
+from crackseg.base.sanity import coverage, label_coverage, label_warning, prediction_warning
+from crackseg.base.schema import to_dict
+from crackseg.base.tables import ods_ois_remark, results_table
+from crackseg.base.version import __version__
+from crackseg.config.run_config import DATA_KEYS, RunConfig, to_yaml
+from crackseg.config.run_folder import CONFIG_FILE, METRICS_FILE, RESULTS_FILE, check_run_dir, data_label, default_out
+from crackseg.data.factory import create_dataset
+from crackseg.data.samples import Sample
+from crackseg.labels.contract import LabelContext, Labeler, declared_artefacts
+from crackseg.labels.factory import create_labeler
+from crackseg.plugins import registry
+from crackseg.plugins.blame import blamed
+from crackseg.plugins.factory import get_entry
+from crackseg.training.contract import TrainJob
+from crackseg.training.factory import create_backbone, create_logger, create_trainer
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
+    """Execute a full run; returns the metrics dict (also written to metrics.json).
+
+    Under ``torchrun`` every rank calls this; a collective that fails because another
+    rank died or timed out becomes one clear error line.
+    """
+    env = dist_utils.detect()
+    if not env.enabled:
+        return _run(cfg, resume=resume, quiet=quiet)
+    try:
+        return _run(cfg, resume=resume, quiet=quiet)
+    except CracksegError:
+        raise
+    except (RuntimeError, OSError) as exc:
+        if dist_utils.is_peer_failure(exc):
+            raise CracksegError(dist_utils.describe_failure(env, exc)) from None
+        raise
+
+
+def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
+    from crackseg.evaluation.scoring import predict_and_evaluate
+    from crackseg.labels.pseudo_labels import write_pseudo_labels
+    from crackseg.training.backbones import loss_weights
+    from crackseg.training.checkpoints import CHECKPOINT_FILE, write_model_file
+    from crackseg.training.engine import Engine
+    from crackseg.training.losses import DeepSupervisionLoss, parse_loss
+
+    t_begin = time.perf_counter()
+    if not cfg.out:
+        cfg.out = default_out(cfg)
+    # the folder check reads only: a rerun without --resume fails before anything is built
+    check_run_dir(cfg, resume)
+    env = dist_utils.detect()
+    device = dist_utils.resolve_device(cfg.device, env)
+    dist_utils.init(env, device)
+    log = _printer(quiet, env)
+    # 1. every component is built before anything is written, so a bad setting (missing data,
+    # missing weights, ...) fails at once and leaves no half-made run folder behind
+    seed_everything(cfg.seed)
+    dataset = create_dataset(cfg.data["name"], **{k: v for k, v in cfg.data.items() if k not in DATA_KEYS})
+    with blamed("datasets", cfg.data["name"], "listing its splits"):
+        train = _limit(dataset.samples(cfg.data["train_split"]), cfg.data["limit_train"])
+        test = _limit(dataset.samples(cfg.data["test_split"]), cfg.data["limit_test"])
+    labeler = create_labeler(cfg.labeler["name"], **_params(cfg.labeler))
+    model = create_backbone(cfg.backbone["name"], **_params(cfg.backbone))
+    trainer = create_trainer(cfg.trainer["name"], **_params(cfg.trainer))
+    loggers = [create_logger(name) for name in active_loggers(cfg)]
+
+    # rank 0 alone writes the run folder; the others learn the outcome
+    problem = None
+    if env.is_main:
+        try:
+            check_run_dir(cfg, resume)
+            write_text(Path(cfg.out) / CONFIG_FILE, to_yaml(cfg))
+        except CracksegError as exc:
+            problem = str(exc)
+    problem = dist_utils.broadcast_object(env, problem)
+    if problem:
+        raise CracksegError(problem)
+    run_dir = Path(cfg.out)
+    t_start = time.perf_counter()
+    log(f"data: {cfg.data['name']} — {len(train)} train / {len(test)} test images")
+
+    # 2. pseudo-labels (and what the labeler trains), shared between runs when cfg.shared_dir is set
+    artefacts = declared_artefacts(labeler)
+    artefact_dirs, label_dir = stage_dirs(cfg, run_dir, artefacts)
+    ctx = LabelContext(device=device, work_dir=run_dir / "labeler", seed=cfg.seed, quiet=quiet,
+                       artefact_dirs=artefact_dirs)
+    with _stage_locks(env, [label_dir] if cfg.shared_dir else []):
+        with _stage_locks(env, list(artefact_dirs.values()) if cfg.shared_dir else []):
+            prepare_labeler(labeler, train, ctx, env, cfg.labeler["name"])
+        # read after prepare: a component may add a note there (e.g. what its trained model started from)
+        notes, placeholders = component_remarks(dataset, labeler, model, trainer)
+        label_files = write_pseudo_labels(labeler, train, label_dir, ctx, env, name=cfg.labeler["name"], warn=False)
+        # all empty or mostly crack (cached labels included): said now, and in the notes
+        label_alert = label_warning(label_coverage(f.binary for f in label_files.values()),
+                                    label_dir) if env.is_main else ""
+    _warn(label_alert, env)
+    log(f"labels: {cfg.labeler['name']} → {label_dir}")
+
+    # 3. backbone training: the trainer, on the engine
+    size = int(getattr(model, "fixed_input_size", None) or cfg.train.image_size)
+    weights = cfg.loss_weights or loss_weights(model)
+    loss_fn = DeepSupervisionLoss(parse_loss(cfg.loss, cfg.loss_params), weights)
+    sections = {"data": ("datasets", cfg.data), "labeler": ("labelers", cfg.labeler),
+                "backbone": ("backbones", cfg.backbone), "trainer": ("trainers", cfg.trainer)}
+    provenance = {key: get_entry(kind, section["name"]).provenance for key, (kind, section) in sections.items()}
+    meta = {
+        "backbone": {"name": cfg.backbone["name"], "params": _params(cfg.backbone), **provenance["backbone"]},
+        "image_size": size,
+        "predict": to_dict(cfg.predict),
+        "crackseg_version": __version__,
+    }
+    t = cfg.train
+    engine = Engine(model, device=device, env=env, checkpoint_path=run_dir / CHECKPOINT_FILE, epochs=t.epochs,
+                    meta=meta, precision=t.precision, grad_clip=t.grad_clip, max_steps=t.max_steps,
+                    time_budget_s=t.time_budget_s, num_workers=t.num_workers, seed=cfg.seed, resume=resume,
+                    quiet=quiet, log=log, loggers=loggers, log_dir=run_dir, log_config=to_dict(cfg))
+    job = TrainJob(model=model, samples=train, labels=label_files, loss=loss_fn, config=t, engine=engine,
+                   image_size=size, work_dir=run_dir / "trainer", seed=cfg.seed, backbone=cfg.backbone["name"],
+                   dataset=cfg.data["name"])
+    try:
+        with blamed("trainers", cfg.trainer["name"], "fit()"):
+            result = trainer.fit(job)
+    finally:
+        engine.close()
+    if env.is_main:  # the finished run's weights alone (model.pt), for predict / export / evaluate
+        write_model_file(run_dir / CHECKPOINT_FILE)
+
+    # 4. predictions + 5. metrics
+    if engine.stopped == "already finished":
+        log(f"reusing the finished run in {run_dir}: predicting and evaluating again")
+    metrics = predict_and_evaluate(model, test, run_dir, cfg, size, device, env, quiet)
+    if env.is_main:
+        prediction_alert = _prediction_warning(run_dir, test, metrics, cfg.predict.threshold)
+        _warn(prediction_alert, env)
+        alerts = [a for a in (label_alert, prediction_alert) if a]
+        metrics.update({
+            "labeler": cfg.labeler["name"], "backbone": cfg.backbone["name"], "data": data_label(cfg.data),
+            "train_images": len(train), "test_images": len(test),
+            "train_seconds": round(result.seconds, 2), "train_images_per_s": round(result.images_per_s, 3),
+            "epochs_done": result.epochs_done, "history": result.history,
+            "total_seconds": round(time.perf_counter() - t_start, 2),
+            "notes": "; ".join([*placeholders, *notes, *alerts, f"{result.epochs_done} ep @ {size}px"]),
+            "warnings": alerts, "placeholders": placeholders, "plugins": provenance,
+        })
+        write_json(run_dir / METRICS_FILE, metrics)
+        text = "\n".join(filter(None, [results_table([metrics]), ods_ois_remark(metrics)]))
+        write_text(run_dir / RESULTS_FILE, text + "\n")
+        print(text)
+        log(f"finished in {elapsed_text(time.perf_counter() - t_begin)}; results in {run_dir}/ "
+            f"({METRICS_FILE}, {RESULTS_FILE})")
+    dist_utils.shutdown(env)
+    return metrics
+
+
+def elapsed_text(seconds: float) -> str:
+    """A duration for people: ``8.3 s``, ``1 min 12 s``, ``2 h 05 min``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    s = round(seconds)
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def _prediction_warning(run_dir: Path, test: Sequence[Sample], metrics: dict[str, Any], threshold: float) -> str:
+    """:func:`crackseg.base.sanity.prediction_warning` of the run's prediction maps (at ODS's threshold when scored)."""
+    from crackseg.base.io import read_gray
+
+    ods_t = metrics.get("ods_threshold")
+    paths = (run_dir / "predictions" / f"{s.stem}.png" for s in test)
+    cov = coverage((read_gray(p) for p in paths if p.is_file()),
+                   ods_t if isinstance(ods_t, (int, float)) else threshold)
+    return prediction_warning(cov, "ODS threshold" if isinstance(ods_t, (int, float)) else "threshold")
+
+
+def _warn(text: str, env: dist_utils.DistEnv) -> None:
+    """One ``crackseg: warning:`` line on stderr (rank 0; also under --quiet: it says a result is useless)."""
+    if text and env.is_main:
+        print(f"crackseg: warning: {text}", file=sys.stderr, flush=True)
+
+
+def active_loggers(cfg: RunConfig) -> list[str]:
+    """``train.loggers``, or every logger registered as a default (``default=True``) when it names none."""
+    return list(cfg.train.loggers) if cfg.train.loggers is not None else registry("loggers").defaults()
+
+
+def component_remarks(*components: Any) -> tuple[list[str], list[str]]:
+    """(notes, placeholders): the ``note`` and ``placeholder`` texts the components carry."""
+    notes: list[str] = []
+    placeholders: list[str] = []
+    for c in components:
+        for attr, sink in (("note", notes), ("placeholder", placeholders)):
+            text = getattr(c, attr, "")
+            if isinstance(text, str) and text.strip() and text.strip() not in sink:
+                sink.append(text.strip())
+    return notes, placeholders
+
+
+def prepare_labeler(labeler: Labeler, train: Sequence[Sample], ctx: LabelContext, env: dist_utils.DistEnv,
+                    name: str) -> None:
+    """``labeler.prepare`` on every rank (``name``: the labeler's registered name, for errors).
+
+    A labeler with ``distributed_prepare = True`` (it distributes its own training) is
+    prepared by all ranks together; any other is prepared by rank 0 first (training and
+    writing what it needs), then by the others (which load it).
+    """
+    def prepare() -> None:
+        with blamed("labelers", name, "prepare()"):
+            labeler.prepare(train, ctx)
+
+    if getattr(labeler, "distributed_prepare", False) or not env.enabled:
+        prepare()
+        return
+    if env.is_main:
+        prepare()
+    dist_utils.barrier(env)
+    if not env.is_main:
+        prepare()
+
+
+def stage_dirs(cfg: RunConfig, run_dir: Path, artefacts: dict[str, Any]) -> tuple[dict[str, Path], Path]:
+    """(artefact name → folder, pseudo-label folder) for this config.
+
+    Inside the run folder by default (``labeler/<artefact>``, ``labels``); under
+    ``cfg.shared_dir`` keyed by every input that changes them, so runs (or ``compare``
+    cells) with the same training data, seed and artefact settings reuse one trained
+    artefact, and those with the same labeler settings too reuse one set of labels.
+    """
+    if not cfg.shared_dir:
+        return {name: run_dir / "labeler" / name for name in artefacts}, run_dir / "labels"
+    base = Path(cfg.shared_dir)
+    data = {k: v for k, v in cfg.data.items() if k not in ("test_split", "limit_test")}
+    dirs = {name: base / "artefacts" / f"{name}-{content_key(name, settings, data, cfg.seed)}"
+            for name, settings in sorted(artefacts.items())}
+    label_key = content_key(cfg.labeler, data, cfg.seed, sorted(d.name for d in dirs.values()))
+    return dirs, base / "labels" / f"{cfg.labeler['name']}-{label_key}"
+
+
+@contextlib.contextmanager
+def _stage_locks(env: dist_utils.DistEnv, folders: list[Path]) -> Iterator[None]:
+    """File locks beside shared stage folders, held by rank 0 (other ranks of a job wait at barriers)."""
+    with contextlib.ExitStack() as stack:
+        if env.is_main:
+            for folder in sorted(folders):
+                stack.enter_context(file_lock(folder.parent / f"{folder.name}.lock"))
+        yield
+
+
+def _printer(quiet: bool, env: dist_utils.DistEnv) -> Callable[[str], None]:
+    def log(msg: str) -> None:
+        if not quiet and env.is_main:
+            print(msg, file=sys.stderr, flush=True)
+
+    return log
+
+
+def _params(section: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in section.items() if k != "name"}
+
+
+def _limit(samples: list[Sample], n: int) -> list[Sample]:
+    return samples[:n] if n else samples
+
+

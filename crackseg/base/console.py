@@ -1,0 +1,47 @@
+"""What crackseg prints to the user: one-line warnings and errors, exceptions as one line.
+
+Every ``crackseg: warning: ...`` and ``crackseg: error: ...`` line goes through here, so
+the wording is one format and ``--quiet`` / rank rules live in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+#: the prefix of every line crackseg prints about a problem
+PROG = "crackseg"
+#: how much of an offending value an error line quotes at most
+MAX_QUOTE = 200
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: ``Type: message`` with whitespace collapsed."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return " ".join(text.split())
+
+
+def first_line(exc: BaseException | str) -> str:
+    """The first line of an exception's message (or of a text), stripped."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else (type(exc).__name__ if isinstance(exc, BaseException) else "")
+
+
+def is_rank0() -> bool:
+    """True unless this process is a torch.distributed worker of rank > 0 (``RANK`` set by torchrun)."""
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
+def warn(text: str, *, all_ranks: bool = False) -> str:
+    """Print ``crackseg: warning: text`` on stderr (rank 0 only, unless ``all_ranks``); return ``text``.
+
+    Nothing is printed for an empty text, so ``warn(check())`` is the idiom for an optional warning.
+    """
+    if text and (all_ranks or is_rank0()):
+        print(f"{PROG}: warning: {text}", file=sys.stderr, flush=True)
+    return text
+
+
+def error_line(text: str) -> str:
+    """The line the CLI prints for a user error."""
+    return f"{PROG}: error: {text}"

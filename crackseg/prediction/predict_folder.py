@@ -1,0 +1,76 @@
+"""``crackseg predict``: apply a finished run, or its exported ONNX model, to new photos of any size.
+
+A run folder's masks are cut at its ODS threshold (``metrics.json``), a bare checkpoint's or
+ONNX model's at its saved ``predict.threshold``; ``--threshold`` overrides either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from crackseg.base.errors import CracksegError
+from crackseg.base.io import IMAGE_SUFFIXES, image_shape, images_by_stem, read_image, write_png
+from crackseg.base.maps import crack_mask
+from crackseg.base.overlays import overlay
+from crackseg.prediction.models import init_model
+from crackseg.prediction.windows import postprocess
+
+
+def collect_images(inputs: Sequence[str]) -> list[Path]:
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            paths.extend(images_by_stem(p).values())
+        elif p.is_file():
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                raise CracksegError(f"{p}: not an image file ({', '.join(IMAGE_SUFFIXES)})")
+            paths.append(p)
+        else:
+            raise CracksegError(f"{p}: no such file or folder")
+    if not paths:
+        raise CracksegError("no images to predict")
+    stems = [p.stem for p in paths]
+    dup = sorted({s for s in stems if stems.count(s) > 1})
+    if dup:
+        raise CracksegError(f"several input images share the name {dup[0]!r}; outputs would overwrite each other")
+    return paths
+
+
+def predict_paths(source: str | Path, inputs: Sequence[str], out: str | Path, *, device: str = "auto",
+                  threshold: float | None = None, mode: str | None = None, batch_size: int | None = None,
+                  quiet: bool = False, log: Callable[[str], object] | None = None) -> list[Path]:
+    """Write ``out/<stem>.png`` (binary), ``out/prob/<stem>.png`` and ``out/overlay/<stem>.png``.
+
+    ``source``: a run folder, a checkpoint, or an exported ``.onnx`` model (run by onnxruntime,
+    without importing torch). The masks are cut at ``threshold``, else at the threshold
+    :func:`choose_threshold` picks; ``log`` gets the one line saying which and why. The
+    progress bar (off with ``quiet``) counts the windows the model sees, so tiled photos move it too.
+    """
+    from tqdm.auto import tqdm
+
+    if threshold is not None and not 0.0 <= threshold < 1.0:
+        raise CracksegError(f"--threshold {threshold:g}: must be in [0, 1) (a probability; mask = p > T)")
+    paths = collect_images(inputs)
+    model = init_model(source, device, mode=mode, batch_size=batch_size, threshold=threshold)
+    predictor, pc, thr, why = model.predictor, model.settings, model.threshold, model.threshold_source
+    if log is not None:
+        shown = f"{thr:.2f}" if round(thr, 2) == thr else f"{thr:g}"
+        log(f"threshold {shown} ({why})" + ("" if threshold is not None else "; --threshold to change"))
+    total = sum(predictor.window_count(image_shape(p)) for p in paths)
+    out = Path(out)
+    written = []
+    with tqdm(total=total, desc="predict", unit="window", disable=quiet) as bar:
+        for i, p in enumerate(paths, 1):
+            bar.set_postfix_str(f"image {i}/{len(paths)}", refresh=False)
+            img = read_image(p)
+            prob = predictor.predict_many([img], progress=bar.update)[0]
+            u8 = postprocess(prob, int(pc.get("erosion_iterations", 0)), bool(pc.get("minmax_normalize", False)))
+            mask = crack_mask(u8, thr)
+            written.append(write_png(out / f"{p.stem}.png", mask.astype(np.uint8) * 255))
+            write_png(out / "prob" / f"{p.stem}.png", u8)
+            write_png(out / "overlay" / f"{p.stem}.png", overlay(img, mask))
+    return written

@@ -1,0 +1,375 @@
+"""The one training engine: device, distribution, precision, checkpoints, resume, budgets, progress, history, logs.
+
+Every training loop in crackseg runs on it: the trainers (``supervised``, ``cac``, a third
+party's) and the CAM labelers' patch classifier. It is the only place that wraps models in
+``DistributedDataParallel``, scales gradients (``GradScaler``) and writes training checkpoints.
+
+* **Distribution** (``torchrun``): only trainable parameters are wrapped; the batch size is
+  global, each rank takes ``batch_size / world_size`` images from a ``DistributedSampler``, so
+  N processes see the batches one process would. Rank 0 alone writes; a checkpoint written by
+  N processes resumes on M.
+* **Checkpoints** (format 2): written atomically after every epoch with the model's state,
+  optimizer, scheduler, gradient scaler, epoch, step, history, the trainer's own state and the
+  caller's metadata; ``--resume`` continues from the last one.
+* **Data** streams from disk through a ``DataLoader`` with worker processes
+  (``train.num_workers``; memory does not grow with the number of training images).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from crackseg.base import distributed as dist_utils
+from crackseg.base.distributed import DistEnv
+from crackseg.base.errors import CracksegError
+from crackseg.base.io import atomic_write
+from crackseg.training.checkpoints import CHECKPOINT_FORMAT, load_model_state, model_state, read_checkpoint
+from crackseg.training.result import TrainResult
+
+#: what ``train.num_workers: null`` means: one loader process per spare core, at most 4
+MAX_AUTO_WORKERS = 4
+
+
+def auto_workers(requested: int | None) -> int:
+    """``requested``, or (null) one worker per core beyond the first, at most :data:`MAX_AUTO_WORKERS`."""
+    if requested is not None:
+        return requested
+    return max(0, min(MAX_AUTO_WORKERS, (os.cpu_count() or 1) - 1))
+
+
+class Engine:
+    """The infrastructure of one training run (see the module docstring).
+
+    A trainer uses it like this::
+
+        started = start_training(job)    # crackseg.training.trainer_tools: seed, optimizer, scheduler, restore
+        if started is None:               # a finished checkpoint (or nothing trainable): nothing to do
+            return engine.result()
+        optimizer, scheduler = started
+        net = engine.wrap(module)
+        loader = engine.loader(dataset, cfg.batch_size)
+        for epoch in engine.epochs():
+            for batch in engine.progress(loader):
+                with engine.autocast():
+                    loss = ...
+                engine.backward_step(loss, optimizer, images=len(batch))
+                if engine.should_stop():
+                    break
+            engine.end_epoch(epoch, {"loss": engine.mean_across(total, count)}, optimizer, scheduler)
+        return engine.result()
+    """
+
+    def __init__(self, model: torch.nn.Module, *, device: str, env: DistEnv, checkpoint_path: Path,
+                 epochs: int, meta: dict[str, Any] | None = None, kind: str = "segmentation",
+                 precision: str = "32", grad_clip: float = 0.0, max_steps: int = 0, time_budget_s: float = 0.0,
+                 num_workers: int | None = 0, seed: int = 0, resume: bool = False, quiet: bool = False,
+                 log: Callable[[str], None] | None = None, loggers: Sequence[Any] = (), label: str = "train",
+                 log_dir: Path | None = None, log_config: dict[str, Any] | None = None) -> None:
+        self.device = device
+        self.env = env
+        self.model = model.to(device)
+        self.checkpoint_path = Path(checkpoint_path)
+        self.epochs_total = epochs
+        self.meta = dict(meta or {})
+        self.kind = kind
+        self.grad_clip = grad_clip
+        self.max_steps = max_steps
+        self.time_budget_s = time_budget_s
+        self.num_workers = auto_workers(num_workers)
+        self.seed = seed
+        self.resume = resume
+        self.quiet = quiet
+        self.log = log or (lambda _msg: None)
+        self.loggers = list(loggers)
+        self.label = label
+        self.log_dir = Path(log_dir) if log_dir is not None else self.checkpoint_path.parent
+        self.log_config = dict(log_config or {})
+        self._loggers_started = False
+        use_cuda = device.startswith("cuda")
+        self.amp_dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision) if use_cuda else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
+        #: progress: the next epoch to run, optimiser steps so far, one row per finished epoch
+        self.start_epoch, self.step = 0, 0
+        self.history: list[dict[str, Any]] = []
+        #: the trainer's own state, saved in every checkpoint and restored with it
+        self.trainer_state: dict[str, Any] = {}
+        self.done = False
+        self.stopped = ""
+        self._samplers: list[Any] = []
+        self._datasets: list[Any] = []
+        self._t0 = 0.0
+        self._seen = 0
+        #: the number of finished epochs (what the next checkpoint records)
+        self._epoch = 0
+
+    # -- the model ------------------------------------------------------------------
+    def trainable(self) -> list[torch.nn.Parameter]:
+        """The parameters that train (frozen encoders are left out)."""
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        """``module`` wrapped in DistributedDataParallel under torchrun (only trainable parameters), else itself."""
+        if not self.env.enabled:
+            return module
+        ids = [torch.device(self.device).index] if self.device.startswith("cuda") else None
+        return DistributedDataParallel(module, device_ids=ids)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Mixed precision on CUDA when ``train.precision`` asks for it; nothing otherwise."""
+        return torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    # -- data ------------------------------------------------------------------------
+    def loader(self, dataset: Any, batch_size: int, *, seed_offset: int = 0,
+               collate_fn: Callable[..., Any] | None = None) -> torch.utils.data.DataLoader[Any]:
+        """A loader of this rank's share of ``batch_size``-image global batches, shuffled per epoch.
+
+        ``seed_offset`` gives a second, independent order over the same data. A dataset with
+        ``epoch_keys = True`` gets ``(epoch, index)`` keys (its loader processes live for the
+        whole run and still know the epoch); one with ``set_epoch(epoch)`` is told each epoch.
+        """
+        if batch_size % self.env.world_size:
+            raise CracksegError(
+                f"train.batch_size {batch_size} is not divisible by the {self.env.world_size} processes; "
+                f"the batch size is global, so choose a multiple of {self.env.world_size}"
+            )
+        sampler: torch.utils.data.DistributedSampler[Any] = torch.utils.data.DistributedSampler(
+            dataset, num_replicas=self.env.world_size, rank=self.env.rank, shuffle=True,
+            seed=self.seed + seed_offset, drop_last=False,
+        )
+        self._samplers.append(sampler)
+        if hasattr(dataset, "set_epoch"):
+            self._datasets.append(dataset)
+        workers = self.num_workers
+        keyed = bool(getattr(dataset, "epoch_keys", False))
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size // self.env.world_size, sampler=_EpochKeys(sampler) if keyed else sampler,
+            num_workers=workers, collate_fn=collate_fn, pin_memory=self.device.startswith("cuda"), drop_last=False,
+            # long-lived workers only for epoch-keyed datasets: others learn the epoch from set_epoch()
+            persistent_workers=workers > 0 and keyed,
+        )
+
+    def shard(self, batch: Any) -> Any:
+        """This rank's share of a global batch that every rank drew identically (strided)."""
+        return batch[self.env.rank :: self.env.world_size] if self.env.enabled else batch
+
+    # -- checkpoints -----------------------------------------------------------------
+    def nothing_to_train(self) -> bool:
+        """True (and a finished checkpoint written) when the model has no trainable parameter."""
+        if self.trainable():
+            return False
+        self.done, self.stopped = True, "nothing to train"
+        if self.env.is_main:
+            self._write(None, None)
+        dist_utils.barrier(self.env)
+        self.log("the backbone has no trainable parameters: training skipped")
+        return True
+
+    def restore(self, optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None) -> bool:
+        """With ``resume``, load the last checkpoint (model, optimizer, scheduler, progress, trainer state).
+
+        Returns True when that checkpoint is finished: there is nothing left to train.
+        """
+        if not (self.resume and self.checkpoint_path.is_file()):
+            return False
+        ckpt = read_checkpoint(self.checkpoint_path, self.kind)
+        load_model_state(self.model, ckpt["model"])
+        if optimizer is not None and ckpt.get("optimizer"):
+            optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None and ckpt.get("scheduler"):
+            scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.start_epoch, self.step = int(ckpt.get("epoch", 0)), int(ckpt.get("step", 0))
+        self._epoch = self.start_epoch
+        self.history = list(ckpt.get("history", []))
+        self.trainer_state = dict(ckpt.get("trainer") or {})
+        if ckpt.get("done"):
+            self.done, self.stopped = True, "already finished"
+            return True
+        self.log(f"resuming from {self.checkpoint_path} after epoch {self.start_epoch}")
+        return False
+
+    def _write(self, optimizer: torch.optim.Optimizer | None, scheduler: Any) -> None:
+        payload = {
+            **self.meta,
+            "format": CHECKPOINT_FORMAT, "kind": self.kind,
+            "model": model_state(self.model),
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "epoch": self._epoch, "step": self.step, "done": self.done, "history": self.history,
+            "trainer": self.trainer_state,
+        }
+        atomic_write(self.checkpoint_path, lambda tmp: torch.save(payload, tmp))
+
+    # -- the loop --------------------------------------------------------------------
+    def epochs(self, limit: int | None = None) -> Iterator[int]:
+        """Epoch indices from the resumed one to the last (at most ``limit`` of them in this call).
+
+        Each starts in training mode (BatchNorm layers without trainable parameters stay in eval
+        mode) with its epoch number given to the loaders' samplers and datasets.
+        """
+        self._t0 = time.perf_counter()
+        if self.env.is_main and not self._loggers_started:
+            for logger in self.loggers:  # after restore(): a resumed run's loggers get its history
+                logger.start(self.log_dir, self.log_config, list(self.history))
+            self._loggers_started = True
+        last = self.epochs_total if limit is None else min(self.epochs_total, self.start_epoch + max(1, limit))
+        for epoch in range(self.start_epoch, last):
+            self._epoch = epoch
+            self.model.train()
+            _freeze_frozen_bn(self.model)
+            for s in self._samplers:
+                s.set_epoch(epoch)
+            for d in self._datasets:
+                d.set_epoch(epoch)
+            yield epoch
+            if self.stopped:
+                break
+
+    def progress(self, *sources: Iterable[Any], total: int | None = None, desc: str = "") -> Any:
+        """The batches of ``sources`` (one loader, or several zipped into tuples) with a progress bar on rank 0.
+
+        Loader processes start here, with Ctrl-C held back while they fork: an interrupt that
+        arrived inside the fork would otherwise be lost (Python ignores exceptions raised in
+        at-fork callbacks); it is delivered right after.
+        """
+        with _sigint_deferred():
+            iterators = [iter(s) for s in sources]
+        if total is None:
+            total = len(sources[0]) if hasattr(sources[0], "__len__") else None  # type: ignore[arg-type]
+        text = desc or f"{self.label} epoch {self._epoch + 1}/{self.epochs_total}"
+        batches = iterators[0] if len(iterators) == 1 else zip(*iterators)
+        return tqdm(batches, total=total, desc=text, disable=self.quiet or not self.env.is_main, leave=False)
+
+    def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                      params: Sequence[torch.nn.Parameter] | None = None, images: int = 0,
+                      sync: bool = False) -> None:
+        """Backward, clip (``train.grad_clip``), optimiser step, with gradient scaling under fp16.
+
+        ``images``: this rank's batch size, for the images/s figure. ``sync``: average the
+        gradients over the ranks here (for a model that is not wrapped by :meth:`wrap`).
+        """
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if sync:
+            self.all_reduce_gradients(list(params) if params is not None else self.trainable())
+        if self.grad_clip > 0:
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(list(params) if params is not None else self.trainable(), self.grad_clip)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        self.step += 1
+        self._seen += images * self.env.world_size
+
+    def all_reduce_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
+        """Average gradients over the ranks (for trainers that cannot use DistributedDataParallel)."""
+        if not self.env.enabled:
+            return
+        for p in params:
+            if p.grad is not None:
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+                p.grad.div_(self.env.world_size)
+
+    def should_stop(self) -> str:
+        """Why training must stop now (``train.max_steps``, ``train.time_budget_s``), or ``""``; ranks agree."""
+        reason = ""
+        if self.max_steps and self.step >= self.max_steps:
+            reason = f"max_steps {self.max_steps}"
+        elif self.time_budget_s and time.perf_counter() - self._t0 >= self.time_budget_s:
+            reason = f"time budget {self.time_budget_s:g}s"
+        if self.env.enabled and self.time_budget_s:
+            # ranks must agree, or one would wait forever in the next all-reduce
+            flag = torch.tensor([1.0 if reason else 0.0])
+            if dist.get_backend() == "nccl":
+                flag = flag.cuda()
+            dist.broadcast(flag, src=0)
+            reason = (reason or "time budget") if flag.item() else ""
+        if reason:
+            self.stopped = reason
+        return reason
+
+    def mean_across(self, total: float, count: int) -> float:
+        """``sum(total) / sum(count)`` over the ranks."""
+        pairs = dist_utils.all_gather_objects(self.env, (total, count))
+        t = sum(p[0] for p in pairs)
+        c = sum(p[1] for p in pairs)
+        return t / c if c else math.nan
+
+    def end_epoch(self, epoch: int, row: dict[str, Any], optimizer: torch.optim.Optimizer | None = None,
+                  scheduler: Any = None) -> None:
+        """Record the epoch (history, loggers) and write the checkpoint (rank 0); all ranks meet here."""
+        self._epoch = epoch + 1
+        entry = {"epoch": epoch + 1, **row, "step": self.step}
+        self.history.append(entry)
+        self.done = bool(self.stopped) or epoch + 1 >= self.epochs_total
+        if self.env.is_main:
+            for logger in self.loggers:
+                logger.log_epoch(entry)
+            self._write(optimizer, scheduler)
+        dist_utils.barrier(self.env)
+        loss = row.get("loss")
+        self.log(f"{self.label}: epoch {epoch + 1}/{self.epochs_total}"
+                 + (f": loss {loss:.4f}" if isinstance(loss, float) else ""))
+
+    def result(self) -> TrainResult:
+        """What the trainer returns: epochs done, steps, history, training time, images/s."""
+        seconds = time.perf_counter() - self._t0 if self._t0 else 0.0
+        return TrainResult(self._epoch, self.step, list(self.history), seconds,
+                           self._seen / seconds if seconds > 0 else 0.0, self.stopped)
+
+    def close(self) -> None:
+        """Close the loggers (rank 0)."""
+        if self.env.is_main and self._loggers_started:
+            for logger in self.loggers:
+                with contextlib.suppress(Exception):
+                    logger.close()
+
+
+class _EpochKeys(torch.utils.data.Sampler[tuple[int, int]]):
+    """A sampler's indices as ``(epoch, index)`` keys."""
+
+    def __init__(self, sampler: torch.utils.data.DistributedSampler[Any]) -> None:
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.sampler.epoch
+        return ((epoch, int(i)) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Block SIGINT in this thread for the block (then it is delivered); a no-op where that is impossible."""
+    can = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
+    if can:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if can:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _freeze_frozen_bn(model: torch.nn.Module) -> None:
+    """Keep BatchNorm layers whose parameters are all frozen in eval mode (frozen encoders)."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            ps = list(m.parameters())
+            if ps and not any(p.requires_grad for p in ps):
+                m.eval()

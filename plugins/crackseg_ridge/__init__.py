@@ -1,0 +1,1 @@
+"""crackseg's training-free ridge labeler (see filters.py)."""
