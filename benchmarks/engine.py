@@ -23,7 +23,7 @@ import torch
 
 import crackseg
 from crackseg.base.distributed import DistEnv
-from crackseg.training.engine import Engine
+from crackseg.training.engine import Engine, EngineSettings
 from crackseg.training.losses import DeepSupervisionLoss, parse_loss
 from crackseg.training.trainer_tools import TrainForward, forward_outputs
 
@@ -60,8 +60,8 @@ def bare(model, loss_fn, xs, ys, batch: int) -> float:
 
 
 def engine_loop(model, loss_fn, xs, ys, batch: int, folder: Path) -> float:
-    engine = Engine(model, device="cpu", env=DistEnv(), checkpoint_path=folder / "checkpoint.pt", epochs=1,
-                    num_workers=0, quiet=True)
+    engine = Engine(model, EngineSettings(device="cpu", env=DistEnv(), checkpoint_path=folder / "checkpoint.pt",
+                                          epochs=1, num_workers=0, quiet=True))
     params = engine.trainable()
     opt = torch.optim.Adam(params, lr=1e-4)
     net = engine.wrap(TrainForward(engine.model))

@@ -85,12 +85,13 @@ if TYPE_CHECKING:  # pragma: no cover - what a type checker sees of the lazy nam
     from crackseg.config.search_space import TuneParam, declared_space
     from crackseg.data.factory import create_dataset
     from crackseg.data.samples import CrackDataset, ListDataset, Sample, file_sample
+    from crackseg.data.weak_labels import PatchLabel, WeakLabels, label_from_word
     from crackseg.evaluation.metrics import MetricAccumulator, MetricsResult, evaluate_dirs
     from crackseg.labels.contract import LabelContext, Labeler, LabelFiles, PseudoLabel
     from crackseg.labels.factory import create_labeler
     from crackseg.plugins.factory import create, get_entry, list_components, list_plugins, validate_params
     from crackseg.plugins.hookspecs import hookimpl
-    from crackseg.prediction.models import inference_model, init_model
+    from crackseg.prediction.models import CrackModel, Prediction, inference_model, init_model
     from crackseg.testing import (
         BackboneContract,
         DatasetContract,
@@ -110,7 +111,7 @@ if TYPE_CHECKING:  # pragma: no cover - what a type checker sees of the lazy nam
     )
     from crackseg.training.checkpoints import read_torch_file
     from crackseg.training.contract import Trainer, TrainJob
-    from crackseg.training.engine import Engine
+    from crackseg.training.engine import Engine, EngineSettings
     from crackseg.training.factory import (
         create_backbone,
         create_logger,

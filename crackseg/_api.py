@@ -35,6 +35,7 @@ _export("crackseg.config.search_space", "TuneParam", "declared_space")
 _export("crackseg.config.run_config", "TrainConfig", "data_spec")
 # -- data: samples, datasets ------------------------------------------------------------------
 _export("crackseg.data.samples", "Sample", "CrackDataset", "ListDataset", "file_sample")
+_export("crackseg.data.weak_labels", "WeakLabels", "PatchLabel", "label_from_word")
 _export("crackseg.data.factory", "create_dataset")
 # -- labels: phase 1 --------------------------------------------------------------------------
 _export("crackseg.labels.contract", "PseudoLabel", "LabelContext", "Labeler", "LabelFiles")
@@ -42,7 +43,7 @@ _export("crackseg.labels.factory", "create_labeler")
 # -- training: phase 2 -------------------------------------------------------------------------
 _export("crackseg.training.contract", "TrainJob", "Trainer")
 _export("crackseg.training.result", "TrainResult")
-_export("crackseg.training.engine", "Engine")
+_export("crackseg.training.engine", "Engine", "EngineSettings")
 _export("crackseg.training.factory", "create_backbone", "create_loss", "create_prompt_set", "create_trainer",
         "create_logger", "load_model")
 _export("crackseg.base.image_stats", "IMAGENET_MEAN", "IMAGENET_STD")
@@ -52,7 +53,7 @@ _export("crackseg.training.trainer_tools", "SegmentationTrainSet", "BinaryLabels
         "check_batch", "forward_outputs", "start_training")
 _export("crackseg.training.checkpoints", "read_torch_file")
 # -- prediction: the script API ----------------------------------------------------------------
-_export("crackseg.prediction.models", "init_model", "inference_model")
+_export("crackseg.prediction.models", "init_model", "inference_model", "CrackModel", "Prediction")
 # -- evaluation ----------------------------------------------------------------------------------
 _export("crackseg.evaluation.metrics", "MetricAccumulator", "MetricsResult", "evaluate_dirs")
 # -- contract tests for plugin authors ------------------------------------------------------------

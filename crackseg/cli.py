@@ -9,7 +9,6 @@ or ``crackseg.cli.main([...])`` (which adds the one-line error handling).
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import sys
@@ -21,32 +20,18 @@ from typing import Any
 import click
 
 from crackseg.apps.compare.command import compare
-from crackseg.apps.measure import TRAVEL_DIRECTIONS, MeasureOptions, measure_folder
+from crackseg.apps.launch import run_or_launch
+from crackseg.apps.listing import plugins_report, registry_lines
+from crackseg.apps.measure import TRAVEL_DIRECTIONS, MeasureOptions, measure_and_summarise
 from crackseg.apps.scaffold import KINDS as SCAFFOLD_KINDS
 from crackseg.apps.scaffold import new_plugin
-from crackseg.base.distributed import detect, end_worker, init, joined_a_process_group, launch_local, resolve_device
-from crackseg.base.errors import ConfigError, CracksegError
-from crackseg.base.io import write_text
-from crackseg.config.layers import load_yaml, parse_set
-from crackseg.config.run_config import (
-    PROTOCOLS,
-    RunConfig,
-    data_spec,
-    demo_layer,
-    merge_layers,
-    resolve_config,
-    resolve_data_section,
-    resolve_section,
-    to_yaml,
-)
-from crackseg.config.run_folder import check_run_dir, default_out
-from crackseg.data.loading import load_samples
-from crackseg.evaluation.metrics import evaluate_dirs, write_prf_table
-from crackseg.labels.contract import LabelContext, declared_artefacts
-from crackseg.labels.factory import create_labeler
-from crackseg.plugins import KINDS, get_manager, registry
-from crackseg.plugins.factory import default_name
-from crackseg.plugins.listing import check_plugins, plugin_lines, plugins_json
+from crackseg.base.console import error_line, warn
+from crackseg.base.distributed import detect, end_worker, joined_a_process_group
+from crackseg.base.errors import CracksegError
+from crackseg.config.assembly import command_run_config
+from crackseg.config.assembly import run_config_from_options as build_config  # noqa: F401 (its old name; tests import it)
+from crackseg.config.run_config import PROTOCOLS, to_yaml
+from crackseg.plugins import KINDS, get_manager
 from crackseg.prediction.predict_folder import collect_images, predict_paths
 
 #: packages whose absence is reported as a missing extra instead of a traceback
@@ -96,7 +81,7 @@ def cli() -> None:
 # -- shared run options ---------------------------------------------------------
 def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The options every command that builds a run configuration takes."""
-    opts = [
+    for opt in reversed([
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file."),
         click.option("--labeler", help="Pseudo-labeler name (crackseg list labelers)."),
         click.option("--backbone", help="Segmentation backbone name (crackseg list backbones)."),
@@ -111,8 +96,7 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Run folder (default runs/<labeler>-<backbone>-<data>)."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                      help="Override any config key, e.g. train.epochs=3."),
-    ]
-    for opt in reversed(opts):
+    ]):
         f = opt(f)
     return f
 
@@ -128,35 +112,6 @@ def measure_options(f: Callable[..., Any]) -> Callable[..., Any]:
     ]):
         f = opt(f)
     return f
-
-
-def build_config(config_file: str | None, labeler: str | None, backbone: str | None, trainer: str | None,
-                 prompts: str | None, loss: str | None, data: str | None, device: str | None, seed: int | None,
-                 out: str | None, sets: tuple[str, ...]) -> RunConfig:
-    """The run configuration from ``--config``, the flags and ``--set`` (see :mod:`crackseg.config.run_config`)."""
-    layers: list[dict[str, Any]] = []
-    if config_file:
-        layers.append(load_yaml(config_file))
-    flags: dict[str, Any] = {}
-    if labeler:
-        flags["labeler"] = {"name": labeler}
-    if backbone:
-        flags["backbone"] = {"name": backbone}
-    if trainer:
-        flags["trainer"] = {"name": trainer}
-    if data:
-        flags["data"] = data_spec(data)
-    if loss:
-        flags["loss"] = loss
-    if device:
-        flags["device"] = device
-    if seed is not None:
-        flags["seed"] = seed
-    if out:
-        flags["out"] = out
-    layers.append(flags)
-    layers.append(parse_set(list(sets)))
-    return resolve_config(layers, prompts=prompts)
 
 
 @cli.command()
@@ -178,38 +133,10 @@ def run(precision: str | None, resume: bool, nproc: int, do_measure: bool, px_pe
     batch size stays the global one.
     """
     opt = MeasureOptions(px_per_mm=px_per_mm, min_area=min_area, travel=travel)  # checked before training
-    if precision:
-        kw["sets"] = tuple(kw["sets"]) + (f"train.precision={precision}",)
-    cfg = build_config(**kw)
-    if not cfg.out:
-        cfg.out = default_out(cfg)
-    if nproc > 1:
-        check_run_dir(cfg, resume)
-        launch_local(nproc, _argv_without_nproc(), out=cfg.out)
-    else:
-        from crackseg.apps.runner import run as do_run
-
-        do_run(cfg, resume=resume, quiet=quiet)
+    cfg = command_run_config(kw, precision)
+    run_or_launch(cfg, nproc=nproc, resume=resume, quiet=quiet)
     if do_measure and nproc == 1 and detect().rank == 0:  # under --nproc the launched rank 0 measures
-        target = Path(cfg.out) / "measurements"
-        instances, measured = measure_folder(cfg.out, target, opt, quiet=quiet)
-        click.echo(measure_summary(instances, measured, opt, target))
-
-
-def _argv_without_nproc() -> list[str]:
-    """This process's ``crackseg`` arguments minus ``--nproc N``."""
-    out, skip = [], False
-    for a in sys.argv[1:]:
-        if skip:
-            skip = False
-            continue
-        if a == "--nproc":
-            skip = True
-            continue
-        if a.startswith("--nproc="):
-            continue
-        out.append(a)
-    return out
+        click.echo(measure_and_summarise(cfg.out, Path(cfg.out) / "measurements", opt, quiet=quiet))
 
 
 @cli.group()
@@ -221,10 +148,7 @@ def config() -> None:
 @run_options
 def config_show(**kw: Any) -> None:
     """Print the resolved config (defaults + file + flags + --set) without running."""
-    cfg = build_config(**kw)
-    if not cfg.out:
-        cfg.out = default_out(cfg)
-    click.echo(to_yaml(cfg), nl=False)
+    click.echo(to_yaml(command_run_config(kw)), nl=False)
 
 
 @cli.command()
@@ -233,28 +157,12 @@ def config_show(**kw: Any) -> None:
               help="Check every plugin (registration and cheap contract checks); exit 1 on a problem.")
 def plugins(as_json: bool, check: bool) -> None:
     """List installed plugins: distribution, what each registered, commands, problems."""
-    m = get_manager()
     cli.list_commands(click.Context(cli))  # lets every plugin add its commands, so they are listed
-    if check:
-        results = check_plugins(m)
-        if as_json:
-            click.echo(json.dumps(results, indent=2))
-        else:
-            for name, problems in results.items():
-                info = m.info[name]
-                state = "not checked: " + info.missing if info.missing else ("ok" if not problems else "PROBLEMS")
-                click.echo(f"{info.describe()}: {state}")
-                for text in problems:
-                    click.echo(f"  - {text}")
-        if any(results.values()):
-            raise click.exceptions.Exit(1)
-        return
-    if as_json:
-        click.echo(json.dumps(plugins_json(m), indent=2))
-        return
-    for _, info in sorted(m.info.items()):
-        for line in plugin_lines(info):
-            click.echo(line)
+    lines, status = plugins_report(get_manager(), as_json=as_json, check=check)
+    for line in lines:
+        click.echo(line)
+    if status:
+        raise click.exceptions.Exit(status)
 
 
 @cli.command("list")
@@ -262,20 +170,8 @@ def plugins(as_json: bool, check: bool) -> None:
 @click.argument("pattern", default="*")
 def list_cmd(kind: str, pattern: str) -> None:
     """List registered labelers, backbones, prompts, losses or datasets (PATTERN: shell wildcards)."""
-    reg = registry(kind)
-    names = reg.names(pattern)
-    missing = [e for e in reg.unavailable() if fnmatch.fnmatchcase(e.name, pattern)]
-    if not names and not missing:
-        raise CracksegError(f"no {kind} match {pattern!r} (available: {', '.join(reg.names()) or 'none'})")
-    width = max(len(n) for n in [*names, *(e.name for e in missing)])
-    for n in names:
-        e = reg.get(n)
-        params = ", ".join(f"{k}={v!r}" for k, v in e.param_defaults().items())
-        click.echo(f"{n:<{width}}  {e.description}  [{e.plugin}]")
-        if params:
-            click.echo(f"{'':<{width}}    params: {params}")
-    for e in missing:
-        click.echo(f"{e.name:<{width}}  (not available: {e.unavailable})")
+    for line in registry_lines(kind, pattern):
+        click.echo(line)
 
 
 @cli.command()
@@ -300,63 +196,12 @@ def evaluate(pred_dir: str, gt_dir: str | None, data: str | None, split: str | N
 
     Nothing is written into the inputs; --prf FILE writes the P/R/F table.
     """
-    from crackseg.base.errors import DataError
-    from crackseg.config.run_folder import CONFIG_FILE, data_label
-    from crackseg.evaluation.scoring import run_test_split, score_predictions, split_samples
+    from crackseg.apps.evaluate import score, score_text, write_prf
 
-    info: dict[str, Any] = {}
-    if (Path(pred_dir) / CONFIG_FILE).is_file():
-        if gt_dir or data or split:
-            raise CracksegError(f"{pred_dir} is a run folder, scored against its own test split: it takes no "
-                                f"GT_DIR, --data or --split (to score its predictions against other masks, pass "
-                                f"{Path(pred_dir) / 'predictions'})")
-        preds = Path(pred_dir) / "predictions"
-        if not preds.is_dir():
-            raise CracksegError(f"{pred_dir}: run folder without predictions/ (the run has not finished; "
-                                f"continue it with crackseg run --resume)")
-        spec, samples, run_protocol = run_test_split(pred_dir)
-        info = {"data": data_label(spec), "split": spec["test_split"]}
-        res = score_predictions(preds, samples, protocol or run_protocol,
-                                f"the run's test split ({info['data']}, split {info['split']!r})", extra_ok=False)
-    else:
-        parent = Path(pred_dir).resolve().parent
-        in_run = (parent / CONFIG_FILE).is_file()
-        if not data and not gt_dir:
-            hint = f", or pass the run folder {parent} itself" if in_run else ""
-            raise CracksegError(f"{pred_dir}: not a run folder; give GT_DIR (a folder of masks) or --data DATASET "
-                                f"[--split S]{hint}")
-        if data and gt_dir:
-            raise CracksegError("give GT_DIR or --data, not both")
-        if gt_dir and split:
-            raise CracksegError("--split selects a split of --data; with GT_DIR every mask in it is scored")
-        try:
-            if data:
-                spec, samples = split_samples(data, split or "test")
-                info = {"data": data_label(spec), "split": split or "test"}
-                res = score_predictions(pred_dir, samples, protocol or PROTOCOLS[0],
-                                        f"{info['data']} split {info['split']!r}")
-            else:
-                res = evaluate_dirs(pred_dir, str(gt_dir), protocol or PROTOCOLS[0])
-        except DataError as exc:
-            if not in_run:
-                raise
-            raise DataError(f"{exc}; {parent} is a run folder: crackseg evaluate {parent} scores its predictions "
-                            f"against its own test split") from None
-    if prf:
-        try:
-            write_prf_table(res, prf)
-        except OSError as exc:
-            click.echo(f"crackseg: warning: {prf}: cannot write the P/R/F table ({exc.strerror or exc}); "
-                       f"the scores are unaffected", err=True)
-            prf = None
-    if as_json:
-        click.echo(json.dumps({**res.to_json(), **info}))
-    else:
-        where = f" ({info['data']}, split {info['split']})" if info else ""
-        click.echo(f"protocol {res.protocol}, {res.n} images{where}")
-        click.echo(f"ODS {100 * res.ods:.2f}  OIS {100 * res.ois:.2f}  AP {100 * res.ap:.2f}  (%)")
-        if prf:
-            click.echo(f"P/R/F per threshold: {prf}")
+    res, info = score(pred_dir, gt_dir, data, split, protocol)
+    if prf and warn(write_prf(res, prf) or ""):
+        prf = None
+    click.echo(json.dumps({**res.to_json(), **info}) if as_json else score_text(res, info, prf))
 
 
 @cli.command()
@@ -383,9 +228,7 @@ def predict(source: str, images: tuple[str, ...], out: str, device: str, thresho
                f"overlays in {Path(out) / 'overlay'})")
     if do_measure:
         photos = {p.stem: p for p in collect_images(images)}
-        target = Path(out) / "measurements"
-        instances, measured = measure_folder(out, target, opt, images=photos, quiet=quiet)
-        click.echo(measure_summary(instances, measured, opt, target))
+        click.echo(measure_and_summarise(out, Path(out) / "measurements", opt, images=photos, quiet=quiet))
 
 
 @cli.command()
@@ -402,18 +245,7 @@ def measure(source: str, out: str, threshold: float | None, images: str | None, 
     """Measure cracks in masks (a folder of masks, or a RUN_DIR's predictions): length, width, orientation,
     topology per crack; totals and density per image."""
     opt = MeasureOptions(threshold=threshold, px_per_mm=px_per_mm, min_area=min_area, travel=travel)
-    instances, images_ = measure_folder(source, out, opt, images=images, quiet=quiet)
-    click.echo(measure_summary(instances, images_, opt, out))
-
-
-def measure_summary(instances: list[Any], images: list[Any], opt: MeasureOptions, out: str | Path) -> str:
-    """The lines ``measure`` prints: counts, totals, where the files are."""
-    unit = opt.unit
-    total = sum(i.length for i in instances)
-    widest = max((i.width_max for i in instances), default=0.0)
-    return (f"{len(instances)} cracks in {len(images)} images: total length {total:.1f} {unit}, "
-            f"max width {widest:.1f} {unit}\n"
-            f"wrote {Path(out) / 'instances.csv'}, images.csv, measurements.json and overlays/")
+    click.echo(measure_and_summarise(source, out, opt, images=images, quiet=quiet))
 
 
 @cli.command()
@@ -467,23 +299,6 @@ def new_plugin_cmd(name: str, kind: str, out: str) -> None:
     click.echo(f"wrote {root}; next: cd {root} && pip install -e '.[test]' && pytest")
 
 
-#: top-level keys `crackseg label` reads from --config / --set
-_LABEL_KEYS = ("labeler", "data")
-
-
-def labeler_layers(command: str, labeler: str, data: str, config_file: str | None,
-                   sets: tuple[str, ...]) -> dict[str, Any]:
-    """The merged ``labeler:`` and ``data:`` sections of ``label`` and ``tune`` (``--config``, options, ``--set``)."""
-    raw = merge_layers([load_yaml(config_file) if config_file else {},
-                        {"labeler": {"name": labeler}, "data": data_spec(data)}, parse_set(list(sets))])
-    unknown = sorted(set(raw) - set(_LABEL_KEYS))
-    if unknown:
-        raise ConfigError(f"config key {unknown[0]!r} is not used by `crackseg {command}` "
-                          f"(valid: {', '.join(_LABEL_KEYS)})")
-    data_name = raw["data"].get("name") or default_name("datasets")
-    return merge_layers([demo_layer(str(data_name), labeler), raw])
-
-
 @cli.command()
 @click.option("--labeler", required=True, help="Pseudo-labeler name (crackseg list labelers).")
 @click.option("--data", required=True, help="Dataset name or folder path.")
@@ -494,27 +309,13 @@ def labeler_layers(command: str, labeler: str, data: str, config_file: str | Non
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML with labeler: and data: sections.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="e.g. labeler.threshold=0.4")
 @click.option("-q", "--quiet", is_flag=True)
-def label(labeler: str, data: str, split: str, out: str, device: str, seed: int,
-          config_file: str | None, sets: tuple[str, ...], quiet: bool) -> None:
+def label(**kw: Any) -> None:
     """Write pseudo-labels (DIR/<stem>.png, 0/255) and soft maps (DIR/soft/) for a dataset split."""
-    from crackseg.apps.runner import prepare_labeler
-    from crackseg.labels.pseudo_labels import write_pseudo_labels
+    from crackseg.apps.label import label_split
 
-    raw = labeler_layers("label", labeler, data, config_file, sets)
-    lab_section = resolve_section("labelers", raw["labeler"], "labeler")
-    data_section = resolve_data_section(raw["data"])
-    samples = load_samples(data_section, split)
-    env = detect()
-    dev = resolve_device(device, env)
-    init(env, dev)
-    lab = create_labeler(labeler, **{k: v for k, v in lab_section.items() if k != "name"})
-    work = Path(out) / ".labeler"
-    ctx = LabelContext(device=dev, work_dir=work, seed=seed, quiet=quiet,
-                       artefact_dirs={name: work / name for name in declared_artefacts(lab)})
-    prepare_labeler(lab, samples, ctx, env, labeler)
-    files = write_pseudo_labels(lab, samples, Path(out), ctx, env, name=labeler)
-    if env.is_main:
-        click.echo(f"wrote {len(files)} pseudo-labels to {out} (soft maps in {Path(out) / 'soft'})")
+    done = label_split(**kw)
+    if done.is_main:
+        click.echo(f"wrote {done.count} pseudo-labels to {kw['out']} (soft maps in {Path(kw['out']) / 'soft'})")
 
 
 @cli.command()
@@ -549,139 +350,27 @@ def label(labeler: str, data: str, split: str, out: str, device: str, seed: int,
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Fix a parameter (not searched), e.g. labeler.iterations=5, or set data keys.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or log lines (the result is still printed).")
-def tune(labeler: str, data: str, split: str | None, annotated: int, trials: int, out: str, study: str | None,
-         study_name: str | None, params: tuple[str, ...], objective: str, protocol: str, prune_every: int,
-         no_prune: bool, tolerance: float | None, timeout: float | None, shared_dir: str | None, device: str,
-         seed: int, config_file: str | None, sets: tuple[str, ...], quiet: bool) -> None:
+def tune(quiet: bool, **kw: Any) -> None:
     """Calibrate a labeler on a few annotated images: search its parameters for the best pseudo-label F.
 
     Writes OUT, a config layer with the best parameters for `run`, `label` and `compare`
     (--config OUT). The study is kept in a SQLite file: rerunning the same command continues it.
     """
-    from crackseg.apps import tune as tuning
+    from crackseg.apps.tune_setup import TuneOptions, result_text, run_study, tune_setup, write_layer
 
-    tuning.require_optuna()
-    if trials < 1:
-        raise ConfigError(f"--trials {trials}: give at least 1")
-    if annotated < 1:
-        raise ConfigError(f"--annotated {annotated}: tune needs at least one annotated image (a mask); "
-                          f"e.g. --annotated 10")
-    setup = _tune_setup(labeler, data, split, annotated, out, study, study_name, params, objective, protocol,
-                        prune_every, not no_prune, shared_dir, device, seed, config_file, sets, quiet)
-    if tolerance is not None:
-        setup.tolerance = tolerance
-    tuning.log(f"tune: {labeler} on {len(setup.annotated)} annotated images; searching "
-               + "; ".join(p.describe() for p in setup.space.values()), quiet)
+    opts = TuneOptions(**kw)
+    setup = tune_setup(opts, quiet)  # every check before any work
     try:
-        result = tuning.run_study(setup, trials, timeout=timeout, quiet=quiet)
+        result = run_study(setup, opts, quiet)
     except KeyboardInterrupt:
         click.echo(f"crackseg: interrupted; finished trials are kept in {setup.study_path}: rerun the same "
                    f"command to continue", err=True)
         raise click.exceptions.Exit(130) from None
-    command = _tune_command(labeler, data, split, annotated, trials, out, study, study_name, params, objective,
-                            protocol, prune_every, no_prune, tolerance, shared_dir, device, seed, config_file, sets)
-    write_text(out, tuning.layer_text(setup, result, command, out))
-    default = f"{result.default_value:.4f}" if result.default_value is not None else "not measured"
-    click.echo(f"{result.finished} trials in {setup.study_path} ({result.ran} run now, {result.pruned} pruned); "
-               f"best pseudo-label F {result.best_value:.4f} (trial {result.best_trial}), defaults {default}")
-    click.echo("best: " + ", ".join(f"{k}={v!r}" for k, v in result.best_params.items()))
-    click.echo(tuning.layer_summary(setup, result))
-    if warning := tuning.nothing_found(setup, result):
-        click.echo(f"crackseg: warning: {warning}", err=True)
-    click.echo(f"wrote {out}; use it: crackseg run --config {out} ...")
-
-
-def _tune_setup(labeler: str, data: str, split: str | None, annotated: int, out: str, study: str | None,
-                study_name: str | None, params: tuple[str, ...], objective: str, protocol: str, prune_every: int,
-                prune: bool, shared_dir: str | None, device: str, seed: int, config_file: str | None,
-                sets: tuple[str, ...], quiet: bool) -> Any:
-    """The :class:`crackseg.apps.tune.TuneSetup` of the ``tune`` command's options (every check before any work)."""
-    from crackseg.apps import tune as tuning
-    from crackseg.config.search_space import DeclarationError, build_space, parse_param_options
-    from crackseg.data.loading import train_samples
-    from crackseg.plugins.blame import plugin_error
-    from crackseg.plugins.factory import get_entry
-
-    raw = labeler_layers("tune", labeler, data, config_file, sets)
-    resolve_section("labelers", raw["labeler"], "labeler")  # checks the fixed parameters
-    fixed = {k: v for k, v in raw["labeler"].items() if k != "name"}
-    entry = get_entry("labelers", labeler)
-    owner = f"labeler {labeler!r}"
-    named = parse_param_options(params)
-    try:
-        space = build_space(entry.params, named, set(fixed), owner)
-    except DeclarationError as exc:
-        raise plugin_error("labelers", labeler, f"its tune ranges: {exc}") from None
-    for name, artefacts in tuning.artefact_changing(labeler, fixed, space).items():
-        if name not in named:
-            del space[name]
-            tuning.log(f"tune: not searching {name!r}: it changes what the labeler trains ({', '.join(artefacts)}), "
-                       f"so each trial would train again; name it with --param {name} to search it anyway", quiet)
-    if not space:
-        raise ConfigError(f"{owner} has nothing to tune: its params declare no tune range "
-                          f"(field(metadata={{'tune': (lo, hi)}})) that is not fixed by --set/--config; "
-                          f"name parameters with --param NAME=LO:HI")
-    data_section = resolve_data_section(raw["data"])
-    split = split or data_section["train_split"]
-    samples = load_samples(data_section, split)
-    chosen = tuning.annotated_samples(samples, annotated, f"split {split!r} of dataset {data_section['name']!r}")
-    train = train_samples(data_section)
-    study_path = Path(study) if study else Path(f"{out}.study.db")
-    return tuning.TuneSetup(
-        name=labeler, fixed=fixed, space=space, data=data_section, train=train, annotated=chosen,
-        study_path=study_path, study_name=study_name or f"tune-{labeler}",
-        shared_dir=Path(shared_dir) if shared_dir else study_path.with_name(study_path.stem + ".shared"),
-        objective=objective, protocol=protocol, chunk=prune_every or max(1, -(-len(chosen) // 5)), seed=seed,
-        device=_tune_device(device), prune=prune, defaults=entry.param_defaults(),
-    )
-
-
-def _tune_device(requested: str) -> str:
-    """``--device``: ``cpu`` needs no torch (a labeler may not use it); ``auto`` without torch is the CPU."""
-    if requested == "cpu":
-        return "cpu"
-    try:
-        return resolve_device(requested)
-    except ModuleNotFoundError:
-        if requested == "auto":
-            return "cpu"
-        raise
-
-
-def _tune_command(labeler: str, data: str, split: str | None, annotated: int, trials: int, out: str,
-                  study: str | None, study_name: str | None, params: tuple[str, ...], objective: str, protocol: str,
-                  prune_every: int, no_prune: bool, tolerance: float | None, shared_dir: str | None, device: str,
-                  seed: int, config_file: str | None, sets: tuple[str, ...]) -> str:
-    """The ``crackseg tune`` command line that reproduces (continues) this study."""
-    import shlex
-
-    args = ["crackseg", "tune", "--labeler", labeler, "--data", data]
-    if split:
-        args += ["--split", split]
-    args += ["--annotated", str(annotated), "--trials", str(trials), "--out", out]
-    for flag, value in (("--study", study), ("--study-name", study_name), ("--shared-dir", shared_dir),
-                        ("--config", config_file)):
-        if value:
-            args += [flag, value]
-    for p in params:
-        args += ["--param", p]
-    if objective != "binary":
-        args += ["--objective", objective]
-    if protocol != PROTOCOLS[0]:
-        args += ["--protocol", protocol]
-    if prune_every:
-        args += ["--prune-every", str(prune_every)]
-    if no_prune:
-        args.append("--no-prune")
-    if tolerance is not None:
-        args += ["--tolerance", f"{tolerance:g}"]
-    if device != "auto":
-        args += ["--device", device]
-    if seed:
-        args += ["--seed", str(seed)]
-    for s in sets:
-        args += ["--set", s]
-    return shlex.join(args)
+    write_layer(setup, result, opts)
+    text, warning = result_text(setup, result)
+    click.echo(text)
+    warn(warning)
+    click.echo(f"wrote {opts.out}; use it: crackseg run --config {opts.out} ...")
 
 
 cli.add_command(compare)
@@ -731,14 +420,14 @@ def _main(argv: list[str] | None) -> None:
     except CracksegError as exc:
         if show_traceback:
             traceback.print_exception(exc, file=sys.stderr)
-        click.echo(f"crackseg: error: {exc}", err=True)
+        click.echo(error_line(str(exc)), err=True)
         sys.exit(exc.exit_code)
     except ModuleNotFoundError as exc:
         top = (exc.name or "").split(".")[0]
         if top not in _HEAVY_PACKAGES:
             raise
-        click.echo(f"crackseg: error: this needs the {top!r} package, which is not installed; "
-                   f"pip install 'crackseg[all]' installs every optional dependency", err=True)
+        click.echo(error_line(f"this needs the {top!r} package, which is not installed; pip install 'crackseg[all]' "
+                              f"installs every optional dependency"), err=True)
         sys.exit(2)
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("crackseg: interrupted (continue with --resume)", err=True)
@@ -746,7 +435,7 @@ def _main(argv: list[str] | None) -> None:
     except click.UsageError as exc:  # one line, like every other user error
         where = f"crackseg {exc.ctx.command_path.split(' ', 1)[1]} --help" if exc.ctx and " " in exc.ctx.command_path \
             else "crackseg --help"
-        click.echo(f"crackseg: error: {exc.format_message()} (see {where})", err=True)
+        click.echo(error_line(f"{exc.format_message()} (see {where})"), err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()

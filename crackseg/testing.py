@@ -288,7 +288,7 @@ class LabelerContract:
         """A CPU context; every artefact the labeler declares gets a folder under ``tmp_path``."""
         work = tmp_path / "labeler"
         dirs = {name: work / name for name in declared_artefacts(labeler)} if labeler is not None else {}
-        return LabelContext(device="cpu", work_dir=work, seed=0, quiet=True, batch_size=4, artefact_dirs=dirs)
+        return LabelContext(device="cpu", work_dir=work, seed=0, quiet=True, artefact_dirs=dirs)
 
     def _prepared(self, tmp_path: Path, params: dict[str, Any]) -> Any:
         lab = create_labeler(self.name, **params)
@@ -342,7 +342,7 @@ class TrainerContract:
         from crackseg.config.run_config import TrainConfig
         from crackseg.labels.contract import LabelFiles
         from crackseg.training.contract import TrainJob
-        from crackseg.training.engine import Engine
+        from crackseg.training.engine import Engine, EngineSettings
         from crackseg.training.losses import DeepSupervisionLoss, parse_loss
 
         torch.manual_seed(0)
@@ -358,8 +358,8 @@ class TrainerContract:
             labels[s.stem] = files
         cfg = TrainConfig(epochs=self.epochs, batch_size=2, image_size=32, lr=0.01, num_workers=0, augment=[])
         loss = DeepSupervisionLoss(parse_loss("+".join(get_manager().registries["losses"].defaults())), {"out": 1.0})
-        engine = Engine(model, device="cpu", env=DistEnv(), checkpoint_path=tmp_path / "checkpoint.pt",
-                        epochs=self.epochs, seed=0, resume=resume, quiet=True)
+        engine = Engine(model, EngineSettings(device="cpu", env=DistEnv(), checkpoint_path=tmp_path / "checkpoint.pt",
+                                              epochs=self.epochs, seed=0, resume=resume, quiet=True))
         return TrainJob(model=model, samples=samples, labels=labels, loss=loss, config=cfg, engine=engine,
                         image_size=32, work_dir=tmp_path / "trainer", seed=0)
 

@@ -23,7 +23,7 @@ import pytest
 
 import crackseg
 from conftest import REPO
-from crackseg.config.run_config import DataSplits, EvalConfig, PredictConfig, RunConfig, TrainConfig
+from crackseg.config.run_config import DataSplits, EvalConfig, PredictConfig, RunConfig, TrainConfig, WeakLabelsConfig
 from crackseg.plugins import EXTRAS, KINDS, SINGULAR, get_manager
 from crackseg.plugins.manager import BUILTIN_DISTRIBUTION
 
@@ -47,7 +47,7 @@ CORE_WORDS = {
 
 def _core_vocabulary() -> set[str]:
     words = set(CORE_WORDS) | set(KINDS) | set(SINGULAR.values()) | {e for v in EXTRAS.values() for e in v}
-    for cls in (RunConfig, TrainConfig, PredictConfig, EvalConfig, DataSplits):
+    for cls in (RunConfig, TrainConfig, PredictConfig, EvalConfig, DataSplits, WeakLabelsConfig):
         words |= {f.name for f in dataclasses.fields(cls)}
     return words
 
@@ -92,7 +92,7 @@ def test_core_names_no_builtin_plugin_or_parameter():
     forbidden = sorted(_builtin_words() - _core_vocabulary(), key=len, reverse=True)
     # what the check looks for, so that it cannot silently check nothing
     assert {"classifier", "random_init", "synthetic", "gradcam", "fsv", "unet", "cam-location", "smp-fpn",
-            "prompt_object", "train_prompts", "weak_labels", "token_cache", "n_train", "bce", "dice"} <= set(forbidden)
+            "prompt_object", "train_prompts", "gate_threshold", "token_cache", "n_train", "bce", "dice"} <= set(forbidden)
     pattern = re.compile(r"(?<![\w-])(" + "|".join(re.escape(w) for w in forbidden) + r")(?![\w-])")
     hits = []
     for path in sorted(CORE.rglob("*.py")):
@@ -239,4 +239,4 @@ def test_third_party_labeler_trains_its_own_model_without_core_changes(tmp_path)
         cfg = resolve_config([tiny, {"out": str(tmp_path / "d")}])
         run(cfg, quiet=True)
         assert (tmp_path / "d" / "labeler" / "threshold-model" / "model.json").is_file()
-    assert "threshold-model" not in crackseg.list_plugins("labelers")  # removed again
+    assert "threshold-model" not in crackseg.list_components("labelers")  # removed again

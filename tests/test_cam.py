@@ -77,7 +77,7 @@ def tiny_classifier(bias=None) -> Classifier:
 
 def ctx(tmp_path: Path) -> LabelContext:
     """The classifier artefact lives in tmp_path itself (as a shared stage folder would)."""
-    return LabelContext(work_dir=tmp_path / "work", quiet=True, batch_size=8, artefact_dirs={"classifier": tmp_path})
+    return LabelContext(work_dir=tmp_path / "work", quiet=True, artefact_dirs={"classifier": tmp_path})
 
 
 # -- classifier --------------------------------------------------------------------------

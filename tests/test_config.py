@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crackseg.base.errors import ConfigError, UnknownPluginError
+from crackseg import ConfigError, UnknownComponentError
 from crackseg.config.layers import load_yaml, parse_set, parse_value
 from crackseg.config.run_config import diff_configs, resolve_config, to_yaml
 
@@ -59,9 +59,9 @@ def test_unknown_key_lists_valid_keys():
 
 
 def test_unknown_plugin_in_config():
-    with pytest.raises(UnknownPluginError, match="did you mean 'unet'"):
+    with pytest.raises(UnknownComponentError, match="did you mean 'unet'"):
         resolve_config([{"backbone": {"name": "unett"}}])
-    with pytest.raises(UnknownPluginError, match="unknown loss 'dicee'"):
+    with pytest.raises(UnknownComponentError, match="unknown loss 'dicee'"):
         resolve_config([{"loss": "bce+dicee"}])
 
 

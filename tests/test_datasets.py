@@ -76,7 +76,7 @@ class TestCrack500Contract(DatasetContract):
 
 
 def test_all_builtin_datasets_registered():
-    assert {"synthetic", "folder", "cfd", "deepcrack", "crack500"} <= set(crackseg.list_plugins("datasets"))
+    assert {"synthetic", "folder", "cfd", "deepcrack", "crack500"} <= set(crackseg.list_components("datasets"))
     assert crackseg.get_entry("datasets", "folder").plugin != "?"
 
 

@@ -240,13 +240,12 @@ class HalfEpochs:
     def fit(self, job):
         import torch
 
-        from crackseg.training.backbones import input_stats, size_multiple
-        from crackseg.training.trainer_tools import (BinaryLabels, SegmentationTrainSet, TrainForward, check_batch, collate,
-                                       forward_outputs, make_optimizer)
+        from crackseg import (BinaryLabels, SegmentationTrainSet, TrainForward, check_batch, collate,
+                              forward_outputs, input_stats, size_multiple)
 
         engine, cfg = job.engine, job.config
         params = engine.trainable()
-        opt = make_optimizer(params, cfg)
+        opt = torch.optim.Adam(params, lr=cfg.lr)
         if engine.restore(opt):
             return engine.result()
         data = SegmentationTrainSet(job.samples, BinaryLabels(job.labels), job.image_size, cfg,

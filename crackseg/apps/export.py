@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from crackseg.base.console import first_line
 from crackseg.base.errors import CracksegError
 from crackseg.base.version import __version__
 from crackseg.prediction.onnx_predictor import META_KEY
@@ -171,7 +172,7 @@ def _export_quietly(wrapped: torch.nn.Module, path: Path, example: tuple[torch.T
                               external_data=False, verbose=False)
             return "torch.export"
         except Exception as exc:  # noqa: BLE001 - any exporter failure: try the other exporter
-            errors.append(f"torch.export: {_first_line(exc)}")
+            errors.append(f"torch.export: {first_line(exc)}")
         axes = {0: "batch", 2: "height", 3: "width"} if dynamic else {0: "batch"}
         fast = torch.backends.mha.get_fastpath_enabled()
         torch.backends.mha.set_fastpath_enabled(False)
@@ -180,15 +181,10 @@ def _export_quietly(wrapped: torch.nn.Module, path: Path, example: tuple[torch.T
                               opset_version=opset, dynamo=False, dynamic_axes={"image": axes, "prob": axes})
             return "torchscript"
         except Exception as exc:  # noqa: BLE001
-            errors.append(f"torchscript: {_first_line(exc)}")
+            errors.append(f"torchscript: {first_line(exc)}")
         finally:
             torch.backends.mha.set_fastpath_enabled(fast)
     return ""
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 def _parity(wrapped: torch.nn.Module, path: Path, sizes: tuple[int, ...]) -> float:

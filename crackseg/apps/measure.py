@@ -437,3 +437,22 @@ def draw_measurements(image: np.ndarray, instances: Sequence[Instance]) -> np.nd
         cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 2, cv2.LINE_AA)
         cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.35, tuple(int(c) for c in colour), 1, cv2.LINE_AA)
     return out
+
+
+# -- what the commands print (measure, predict --measure, run --measure) ------------------------------
+def measure_summary(instances: Sequence[Instance], images: Sequence[ImageMeasures], opt: MeasureOptions,
+                    out: str | Path) -> str:
+    """The lines ``measure`` prints: counts, totals, where the files are."""
+    unit = opt.unit
+    total = sum(i.length for i in instances)
+    widest = max((i.width_max for i in instances), default=0.0)
+    return (f"{len(instances)} cracks in {len(images)} images: total length {total:.1f} {unit}, "
+            f"max width {widest:.1f} {unit}\n"
+            f"wrote {Path(out) / 'instances.csv'}, images.csv, measurements.json and overlays/")
+
+
+def measure_and_summarise(source: str | Path, out: str | Path, opt: MeasureOptions, *,
+                          images: str | Path | Mapping[str, Path] | None = None, quiet: bool = False) -> str:
+    """Measure the masks of ``source`` into ``out`` (:func:`~crackseg.apps.measure.measure_folder`); the summary."""
+    instances, measured = measure_folder(source, out, opt, images=images, quiet=quiet)
+    return measure_summary(instances, measured, opt, out)

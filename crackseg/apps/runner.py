@@ -7,36 +7,35 @@ The folder layout is :mod:`crackseg.config.run_folder`'s.
 
 from __future__ import annotations
 
-import contextlib
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from crackseg.base import distributed as dist_utils
+from crackseg.base.console import warn
 from crackseg.base.errors import CracksegError
-from crackseg.base.hashing import content_key
 from crackseg.base.io import write_json, write_text
-from crackseg.base.locks import file_lock
+from crackseg.base.locks import folder_locks
 from crackseg.base.sanity import coverage, label_coverage, label_warning, prediction_warning
 from crackseg.base.schema import to_dict
 from crackseg.base.tables import ods_ois_remark, results_table
 from crackseg.base.version import __version__
-from crackseg.config.run_config import DATA_KEYS, RunConfig, to_yaml
+from crackseg.config.run_config import RunConfig, to_yaml
 from crackseg.config.run_folder import CONFIG_FILE, METRICS_FILE, RESULTS_FILE, check_run_dir, data_label, default_out
-from crackseg.data.factory import create_dataset
+from crackseg.data.loading import dataset_from_section, split_of
 from crackseg.data.samples import Sample
-from crackseg.labels.contract import LabelContext, Labeler, declared_artefacts
-from crackseg.labels.factory import create_labeler
+from crackseg.labels.contract import declared_artefacts
+from crackseg.labels.preparation import prepare, stage_dirs
 from crackseg.plugins import registry
 from crackseg.plugins.blame import blamed
-from crackseg.plugins.factory import get_entry
+from crackseg.plugins.factory import create_from_section, get_entry
 from crackseg.training.contract import TrainJob
-from crackseg.training.factory import create_backbone, create_logger, create_trainer
+from crackseg.training.factory import create_logger
 
 
 def seed_everything(seed: int) -> None:
@@ -72,7 +71,7 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
     from crackseg.labels.pseudo_labels import write_pseudo_labels
     from crackseg.training.backbones import loss_weights
     from crackseg.training.checkpoints import CHECKPOINT_FILE, write_model_file
-    from crackseg.training.engine import Engine
+    from crackseg.training.engine import Engine, EngineSettings
     from crackseg.training.losses import DeepSupervisionLoss, parse_loss
 
     t_begin = time.perf_counter()
@@ -87,13 +86,13 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
     # 1. every component is built before anything is written, so a bad setting (missing data,
     # missing weights, ...) fails at once and leaves no half-made run folder behind
     seed_everything(cfg.seed)
-    dataset = create_dataset(cfg.data["name"], **{k: v for k, v in cfg.data.items() if k not in DATA_KEYS})
-    with blamed("datasets", cfg.data["name"], "listing its splits"):
-        train = _limit(dataset.samples(cfg.data["train_split"]), cfg.data["limit_train"])
-        test = _limit(dataset.samples(cfg.data["test_split"]), cfg.data["limit_test"])
-    labeler = create_labeler(cfg.labeler["name"], **_params(cfg.labeler))
-    model = create_backbone(cfg.backbone["name"], **_params(cfg.backbone))
-    trainer = create_trainer(cfg.trainer["name"], **_params(cfg.trainer))
+    dataset = dataset_from_section(cfg.data)
+    weak = cfg.data.get("weak_labels")
+    train = split_of(dataset, cfg.data["train_split"], cfg.data["limit_train"], cfg.data["name"], weak)
+    test = split_of(dataset, cfg.data["test_split"], cfg.data["limit_test"], cfg.data["name"], weak)
+    labeler = create_from_section("labelers", cfg.labeler)
+    model = create_from_section("backbones", cfg.backbone)
+    trainer = create_from_section("trainers", cfg.trainer)
     loggers = [create_logger(name) for name in active_loggers(cfg)]
 
     # rank 0 alone writes the run folder; the others learn the outcome
@@ -114,18 +113,17 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
     # 2. pseudo-labels (and what the labeler trains), shared between runs when cfg.shared_dir is set
     artefacts = declared_artefacts(labeler)
     artefact_dirs, label_dir = stage_dirs(cfg, run_dir, artefacts)
-    ctx = LabelContext(device=device, work_dir=run_dir / "labeler", seed=cfg.seed, quiet=quiet,
-                       artefact_dirs=artefact_dirs)
-    with _stage_locks(env, [label_dir] if cfg.shared_dir else []):
-        with _stage_locks(env, list(artefact_dirs.values()) if cfg.shared_dir else []):
-            prepare_labeler(labeler, train, ctx, env, cfg.labeler["name"])
+    shared = bool(cfg.shared_dir) and env.is_main  # rank 0 holds the locks; the others wait at barriers
+    with folder_locks([label_dir], enabled=shared):
+        ctx = prepare(labeler, train, name=cfg.labeler["name"], device=device, work_dir=run_dir / "labeler",
+                      artefact_dirs=artefact_dirs, seed=cfg.seed, quiet=quiet, env=env, lock=bool(cfg.shared_dir))
         # read after prepare: a component may add a note there (e.g. what its trained model started from)
         notes, placeholders = component_remarks(dataset, labeler, model, trainer)
         label_files = write_pseudo_labels(labeler, train, label_dir, ctx, env, name=cfg.labeler["name"], warn=False)
         # all empty or mostly crack (cached labels included): said now, and in the notes
         label_alert = label_warning(label_coverage(f.binary for f in label_files.values()),
                                     label_dir) if env.is_main else ""
-    _warn(label_alert, env)
+    warn(label_alert)
     log(f"labels: {cfg.labeler['name']} → {label_dir}")
 
     # 3. backbone training: the trainer, on the engine
@@ -136,16 +134,16 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
                 "backbone": ("backbones", cfg.backbone), "trainer": ("trainers", cfg.trainer)}
     provenance = {key: get_entry(kind, section["name"]).provenance for key, (kind, section) in sections.items()}
     meta = {
-        "backbone": {"name": cfg.backbone["name"], "params": _params(cfg.backbone), **provenance["backbone"]},
+        "backbone": {"name": cfg.backbone["name"], "params": {k: v for k, v in cfg.backbone.items() if k != "name"},
+                     **provenance["backbone"]},
         "image_size": size,
         "predict": to_dict(cfg.predict),
         "crackseg_version": __version__,
     }
     t = cfg.train
-    engine = Engine(model, device=device, env=env, checkpoint_path=run_dir / CHECKPOINT_FILE, epochs=t.epochs,
-                    meta=meta, precision=t.precision, grad_clip=t.grad_clip, max_steps=t.max_steps,
-                    time_budget_s=t.time_budget_s, num_workers=t.num_workers, seed=cfg.seed, resume=resume,
-                    quiet=quiet, log=log, loggers=loggers, log_dir=run_dir, log_config=to_dict(cfg))
+    engine = Engine(model, EngineSettings.for_training(
+        t, device=device, env=env, checkpoint_path=run_dir / CHECKPOINT_FILE, meta=meta, seed=cfg.seed, resume=resume,
+        quiet=quiet, log=log, loggers=loggers, log_dir=run_dir, log_config=to_dict(cfg)))
     job = TrainJob(model=model, samples=train, labels=label_files, loss=loss_fn, config=t, engine=engine,
                    image_size=size, work_dir=run_dir / "trainer", seed=cfg.seed, backbone=cfg.backbone["name"],
                    dataset=cfg.data["name"])
@@ -158,12 +156,12 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
         write_model_file(run_dir / CHECKPOINT_FILE)
 
     # 4. predictions + 5. metrics
-    if engine.stopped == "already finished":
+    if result.stopped_early == "already finished":
         log(f"reusing the finished run in {run_dir}: predicting and evaluating again")
     metrics = predict_and_evaluate(model, test, run_dir, cfg, size, device, env, quiet)
     if env.is_main:
         prediction_alert = _prediction_warning(run_dir, test, metrics, cfg.predict.threshold)
-        _warn(prediction_alert, env)
+        warn(prediction_alert)
         alerts = [a for a in (label_alert, prediction_alert) if a]
         metrics.update({
             "labeler": cfg.labeler["name"], "backbone": cfg.backbone["name"], "data": data_label(cfg.data),
@@ -205,12 +203,6 @@ def _prediction_warning(run_dir: Path, test: Sequence[Sample], metrics: dict[str
     return prediction_warning(cov, "ODS threshold" if isinstance(ods_t, (int, float)) else "threshold")
 
 
-def _warn(text: str, env: dist_utils.DistEnv) -> None:
-    """One ``crackseg: warning:`` line on stderr (rank 0; also under --quiet: it says a result is useless)."""
-    if text and env.is_main:
-        print(f"crackseg: warning: {text}", file=sys.stderr, flush=True)
-
-
 def active_loggers(cfg: RunConfig) -> list[str]:
     """``train.loggers``, or every logger registered as a default (``default=True``) when it names none."""
     return list(cfg.train.loggers) if cfg.train.loggers is not None else registry("loggers").defaults()
@@ -228,69 +220,11 @@ def component_remarks(*components: Any) -> tuple[list[str], list[str]]:
     return notes, placeholders
 
 
-def prepare_labeler(labeler: Labeler, train: Sequence[Sample], ctx: LabelContext, env: dist_utils.DistEnv,
-                    name: str) -> None:
-    """``labeler.prepare`` on every rank (``name``: the labeler's registered name, for errors).
-
-    A labeler with ``distributed_prepare = True`` (it distributes its own training) is
-    prepared by all ranks together; any other is prepared by rank 0 first (training and
-    writing what it needs), then by the others (which load it).
-    """
-    def prepare() -> None:
-        with blamed("labelers", name, "prepare()"):
-            labeler.prepare(train, ctx)
-
-    if getattr(labeler, "distributed_prepare", False) or not env.enabled:
-        prepare()
-        return
-    if env.is_main:
-        prepare()
-    dist_utils.barrier(env)
-    if not env.is_main:
-        prepare()
-
-
-def stage_dirs(cfg: RunConfig, run_dir: Path, artefacts: dict[str, Any]) -> tuple[dict[str, Path], Path]:
-    """(artefact name → folder, pseudo-label folder) for this config.
-
-    Inside the run folder by default (``labeler/<artefact>``, ``labels``); under
-    ``cfg.shared_dir`` keyed by every input that changes them, so runs (or ``compare``
-    cells) with the same training data, seed and artefact settings reuse one trained
-    artefact, and those with the same labeler settings too reuse one set of labels.
-    """
-    if not cfg.shared_dir:
-        return {name: run_dir / "labeler" / name for name in artefacts}, run_dir / "labels"
-    base = Path(cfg.shared_dir)
-    data = {k: v for k, v in cfg.data.items() if k not in ("test_split", "limit_test")}
-    dirs = {name: base / "artefacts" / f"{name}-{content_key(name, settings, data, cfg.seed)}"
-            for name, settings in sorted(artefacts.items())}
-    label_key = content_key(cfg.labeler, data, cfg.seed, sorted(d.name for d in dirs.values()))
-    return dirs, base / "labels" / f"{cfg.labeler['name']}-{label_key}"
-
-
-@contextlib.contextmanager
-def _stage_locks(env: dist_utils.DistEnv, folders: list[Path]) -> Iterator[None]:
-    """File locks beside shared stage folders, held by rank 0 (other ranks of a job wait at barriers)."""
-    with contextlib.ExitStack() as stack:
-        if env.is_main:
-            for folder in sorted(folders):
-                stack.enter_context(file_lock(folder.parent / f"{folder.name}.lock"))
-        yield
-
-
 def _printer(quiet: bool, env: dist_utils.DistEnv) -> Callable[[str], None]:
     def log(msg: str) -> None:
         if not quiet and env.is_main:
             print(msg, file=sys.stderr, flush=True)
 
     return log
-
-
-def _params(section: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in section.items() if k != "name"}
-
-
-def _limit(samples: list[Sample], n: int) -> list[Sample]:
-    return samples[:n] if n else samples
 
 

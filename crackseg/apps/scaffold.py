@@ -214,7 +214,7 @@ def register_commands(cli: Any) -> None:
     @click.option("--kind", default="backbones", show_default=True, help="Which registry to count.")
     def {func}(kind: str) -> None:
         """Count the registered components of one kind."""
-        click.echo(f"{{len(crackseg.list_plugins(kind))}} {{kind}}")
+        click.echo(f"{{len(crackseg.list_components(kind))}} {{kind}}")
 ''',
 }
 

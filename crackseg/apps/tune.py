@@ -16,7 +16,7 @@ Costs
     ``prepare`` (e.g. training a model the labeler needs) runs once per tune: a parameter that
     changes what the labeler trains (its ``artefacts()`` settings) is not searched unless named
     with ``--param``, and the trained artefacts live in a shared folder keyed by their settings,
-    the data and the seed (:func:`crackseg.apps.runner.stage_dirs`), so every trial and every later
+    the data and the seed (:func:`crackseg.labels.preparation.stage_dirs`), so every trial and every later
     invocation loads them instead of training again.
 
 Pruning
@@ -59,9 +59,8 @@ from typing import Any
 
 import numpy as np
 
-from crackseg.base.distributed import DistEnv
+from crackseg.base.console import first_line
 from crackseg.base.errors import ConfigError, CracksegError, DataError
-from crackseg.base.locks import file_lock
 from crackseg.config.layers import dump_yaml
 from crackseg.config.run_config import RunConfig
 from crackseg.config.search_space import TuneParam
@@ -69,6 +68,7 @@ from crackseg.data.samples import Sample
 from crackseg.evaluation.metrics import MetricAccumulator
 from crackseg.labels.contract import LabelContext, Labeler, declared_artefacts
 from crackseg.labels.factory import create_labeler
+from crackseg.labels.preparation import prepare, stage_dirs
 from crackseg.labels.pseudo_labels import label_problem
 from crackseg.plugins.blame import blamed, plugin_error
 
@@ -236,32 +236,17 @@ def artefact_changing(name: str, fixed: dict[str, Any], space: dict[str, TunePar
 
 def artefact_dirs(setup: TuneSetup, section: dict[str, Any], artefacts: dict[str, Any]) -> dict[str, Path]:
     """The artefact folders a run with ``shared_dir = setup.shared_dir`` and this data and seed would use."""
-    from crackseg.apps.runner import stage_dirs
-
     cfg = RunConfig(seed=setup.seed, shared_dir=str(setup.shared_dir), data=setup.data, labeler=section)
     return stage_dirs(cfg, setup.shared_dir, artefacts)[0]
 
 
-@contextlib.contextmanager
-def _locked(folders: Sequence[Path]) -> Iterator[None]:
-    """The runner's lock files beside shared artefact folders (another tune or run may be training them)."""
-    with contextlib.ExitStack() as stack:
-        for folder in sorted(folders):
-            stack.enter_context(file_lock(folder.parent / f"{folder.name}.lock"))
-        yield
-
-
 def prepared_labeler(setup: TuneSetup, values: dict[str, Any], quiet: bool = True) -> tuple[Labeler, LabelContext]:
     """The labeler with ``values`` over the fixed parameters, prepared (its artefacts trained once, then loaded)."""
-    from crackseg.apps.runner import prepare_labeler
-
     params = {**setup.fixed, **values}
     labeler = create_labeler(setup.name, **params)
     dirs = artefact_dirs(setup, {"name": setup.name, **params}, declared_artefacts(labeler))
-    ctx = LabelContext(device=setup.device, work_dir=setup.shared_dir / "labeler", seed=setup.seed, quiet=quiet,
-                       artefact_dirs=dirs)
-    with _locked(list(dirs.values())):
-        prepare_labeler(labeler, setup.train, ctx, DistEnv(), setup.name)
+    ctx = prepare(labeler, setup.train, name=setup.name, device=setup.device, work_dir=setup.shared_dir / "labeler",
+                  artefact_dirs=dirs, seed=setup.seed, quiet=quiet, lock=True)
     return labeler, ctx
 
 
@@ -290,7 +275,7 @@ def open_study(setup: TuneSetup) -> Any:
     except KeyError:  # no such study in the file yet
         study = None
     except Exception as exc:  # noqa: BLE001 - a file that is no optuna database
-        raise CracksegError(f"{setup.study_path}: cannot open the study database ({str(exc).splitlines()[0]}); "
+        raise CracksegError(f"{setup.study_path}: cannot open the study database ({first_line(exc, with_type=False)}); "
                             f"pass --study NEW.db") from None
     signature = _plain(setup.signature())
     n = len(study.trials) if study is not None else 0

@@ -21,10 +21,14 @@ def one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
-def first_line(exc: BaseException | str) -> str:
-    """The first line of an exception's message (or of a text), stripped."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else (type(exc).__name__ if isinstance(exc, BaseException) else "")
+def first_line(exc: BaseException, with_type: bool = True) -> str:
+    """The first line of an exception's message (``Type: line`` unless ``with_type`` is false), at most
+    :data:`MAX_QUOTE` characters: for messages that run over many lines (a compiler's, a C++ library's)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    if with_type:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= MAX_QUOTE else text[: MAX_QUOTE - 1] + "…"
 
 
 def is_rank0() -> bool:

@@ -11,7 +11,7 @@ import contextlib
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from crackseg.base.errors import CracksegError
@@ -41,3 +41,22 @@ def file_lock(path: str | os.PathLike[str], timeout_s: float = 24 * 3600, poll_s
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+def lock_path(folder: str | os.PathLike[str]) -> Path:
+    """The lock file that guards ``folder``: ``<folder>.lock`` beside it."""
+    f = Path(folder)
+    return f.parent / f"{f.name}.lock"
+
+
+@contextlib.contextmanager
+def folder_locks(folders: Iterable[str | os.PathLike[str]], enabled: bool = True) -> Iterator[None]:
+    """Hold the locks of ``folders`` (sorted, so two processes never wait on each other) for the block.
+
+    ``enabled=False`` holds none (rank > 0 of a torchrun job: its rank 0 holds them).
+    """
+    with contextlib.ExitStack() as stack:
+        if enabled:
+            for folder in sorted(Path(f) for f in folders):
+                stack.enter_context(file_lock(lock_path(folder)))
+        yield

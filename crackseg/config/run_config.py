@@ -17,10 +17,11 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, get_args, get_type_hints
+from typing import Any, Literal
 
 from crackseg.base import schema
 from crackseg.base.errors import ConfigError
+from crackseg.base.protocols import PROTOCOLS, MetricProtocol  # noqa: F401 - PROTOCOLS: the config's choices
 from crackseg.config.layers import deep_merge, dump_yaml, flatten
 from crackseg.plugins import registry
 from crackseg.plugins.factory import default_name, get_entry, path_section, validate_params
@@ -82,7 +83,26 @@ class PredictConfig:
 class EvalConfig:
     """How predictions are scored (see :mod:`crackseg.evaluation.metrics`)."""
 
-    protocol: Literal["crackclip", "paper"] = "crackclip"
+    protocol: MetricProtocol = "crackclip"
+
+
+#: how a ``data:`` section gets its weak labels (see the module docstring)
+WeakLabelSource = Literal["auto", "none", "masks", "csv"]
+
+
+@dataclass
+class WeakLabelsConfig:
+    """The ``data.weak_labels`` section: where a data set's weak labels come from."""
+
+    #: ``auto``: the dataset's own (class folders), else none; ``masks``: derived from the masks;
+    #: ``csv``: read from ``path``; ``none``: ignore every weak label
+    source: WeakLabelSource = "auto"
+    #: the CSV file (``source: csv``)
+    path: str = field(default="", metadata={"path": "file"})
+    #: patch size in pixels of the grid derived from masks (``source: masks``)
+    patch_size: int = 64
+    #: a patch is crack when it holds at least this many crack pixels (``source: masks``)
+    min_crack_pixels: int = 1
 
 
 @dataclass
@@ -95,10 +115,10 @@ class DataSplits:
     limit_train: int = 0
     #: use only the first N images of the test split (0 = all)
     limit_test: int = 0
+    #: where the images' weak labels come from (crackseg.data.weak_labels)
+    weak_labels: WeakLabelsConfig = field(default_factory=WeakLabelsConfig)
 
 
-#: the metric protocols (:mod:`crackseg.evaluation.metrics` implements them), the first is the default
-PROTOCOLS: tuple[str, ...] = get_args(get_type_hints(EvalConfig)["protocol"])
 
 #: keys of the ``data`` section that are not dataset-plugin parameters
 DATA_KEYS: tuple[str, ...] = ("name", *(f.name for f in fields(DataSplits)))
@@ -233,8 +253,12 @@ def resolve_data_section(section: dict[str, Any]) -> dict[str, Any]:
     for k in ("limit_train", "limit_test"):
         if getattr(splits, k) < 0:
             raise ConfigError(f"config key 'data.{k}' must be a non-negative integer (0 = all)")
-    return {"name": section["name"], **schema.to_dict(splits),
-            **resolve_section("datasets", section, "data", own=DATA_KEYS)}
+    params = {k: v for k, v in resolve_section("datasets", section, "data", own=DATA_KEYS).items()
+              if k not in DATA_KEYS}
+    own = schema.to_dict(splits)
+    if splits.weak_labels == WeakLabelsConfig():  # the default is left out: configs and stage keys stay as before
+        del own["weak_labels"]
+    return {"name": section["name"], **own, **params}
 
 
 def _dataset_suggestion(raw: dict[str, Any], name: str) -> dict[str, Any]:

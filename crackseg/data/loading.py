@@ -1,13 +1,37 @@
-"""A split of the dataset that a config's ``data:`` section describes, optionally limited."""
+"""The dataset a config's ``data:`` section describes, and its splits (optionally limited)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from crackseg.base.errors import DataError
+from crackseg.base.schema import build
 from crackseg.config.run_config import DATA_KEYS
-from crackseg.data.factory import create_dataset
-from crackseg.data.samples import Sample
+from crackseg.data.samples import CrackDataset, Sample
+from crackseg.data.weak_labels import WeakLabels, WeakLabelsConfig, check_fits, from_mask, read_csv
+from crackseg.plugins.blame import blamed
+from crackseg.plugins.factory import create_from_section
+
+
+def dataset_from_section(section: Mapping[str, Any]) -> CrackDataset:
+    """The dataset of a ``data:`` section (``name`` and the dataset's parameters; its split keys are ignored)."""
+    return create_from_section("datasets", section, own=DATA_KEYS)
+
+
+def split_of(dataset: CrackDataset, split: str, limit: int = 0, name: str = "",
+             weak_labels: Mapping[str, Any] | WeakLabelsConfig | None = None) -> list[Sample]:
+    """The samples of ``split`` (the first ``limit`` when > 0), with the weak labels a ``data.weak_labels``
+    section asks for; ``name``: the dataset's registered name, for blame."""
+    with blamed("datasets", name or getattr(dataset, "name", "?"), "listing its splits"):
+        samples = list(dataset.samples(split))
+    samples = samples[:limit] if limit > 0 else samples
+    if weak_labels is None:
+        return samples
+    config = weak_labels if isinstance(weak_labels, WeakLabelsConfig) else build(
+        WeakLabelsConfig, dict(weak_labels), "data.weak_labels")
+    return with_weak_labels(samples, config)
 
 
 def load_samples(section: Mapping[str, Any], split: str, limit: int = 0) -> list[Sample]:
@@ -16,9 +40,7 @@ def load_samples(section: Mapping[str, Any], split: str, limit: int = 0) -> list
     ``section`` holds ``name`` and the dataset's parameters; the section's own keys
     (``train_split``, ``limit_test``, ... see :class:`crackseg.config.run_config.DataSplits`) are ignored.
     """
-    params = {k: v for k, v in section.items() if k not in DATA_KEYS}
-    samples = create_dataset(str(section["name"]), **params).samples(split)
-    return samples[:limit] if limit else samples
+    return split_of(dataset_from_section(section), split, limit, str(section["name"]), section.get("weak_labels"))
 
 
 def train_samples(section: Mapping[str, Any]) -> list[Sample]:
@@ -29,3 +51,48 @@ def train_samples(section: Mapping[str, Any]) -> list[Sample]:
 def test_samples(section: Mapping[str, Any]) -> list[Sample]:
     """The test samples of a resolved ``data:`` section (``test_split``, ``limit_test``)."""
     return load_samples(section, section.get("test_split", "test"), int(section.get("limit_test") or 0))
+
+
+# -- weak labels ------------------------------------------------------------------------------------------
+def with_weak_labels(samples: Sequence[Sample], config: WeakLabelsConfig) -> list[Sample]:
+    """``samples`` carrying the weak labels ``config`` (``data.weak_labels``) asks for.
+
+    ``csv``: every stem of the file must be an image of the split (checked here, before any work: a
+    stem with no image is one line naming the file and line); a patch outside its image is found when
+    that sample's labels are first read.
+    """
+    if config.source == "auto":
+        return list(samples)
+    if config.source == "none":
+        return [dataclasses.replace(s, load_weak_labels=None) for s in samples]
+    if config.source == "masks":
+        return [dataclasses.replace(s, load_weak_labels=_from_mask(s, config)) for s in samples]
+    if not config.path:
+        raise DataError("data.weak_labels.source is csv but data.weak_labels.path names no file")
+    table = read_csv(config.path)
+    stems = {s.stem for s in samples}
+    unknown = [stem for stem in table if stem not in stems]
+    if unknown:
+        first = min(table[unknown[0]][1].values(), default=0)
+        more = f" ({len(unknown)} such stems)" if len(unknown) > 1 else ""
+        raise DataError(f"{config.path}: line {first}: image {unknown[0]!r} is not in the data set{more} "
+                        f"(stems are file names without their extension)")
+    return [dataclasses.replace(s, load_weak_labels=_from_csv(s, table[s.stem][0], table[s.stem][1]))
+            if s.stem in table else dataclasses.replace(s, load_weak_labels=None) for s in samples]
+
+
+def _from_mask(sample: Sample, config: WeakLabelsConfig) -> Callable[[], WeakLabels]:
+    def load() -> WeakLabels:
+        return from_mask(sample.mask(), config.patch_size, config.min_crack_pixels)
+
+    return load
+
+
+def _from_csv(sample: Sample, labels: WeakLabels, lines: dict[str, int]) -> Callable[[], WeakLabels]:
+    def load() -> WeakLabels:
+        if not labels.patches:
+            return labels
+        h, w = sample.load_image().shape[:2]
+        return check_fits(labels, lines, h, w, sample.stem)
+
+    return load

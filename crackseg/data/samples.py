@@ -16,6 +16,7 @@ import numpy as np
 
 from crackseg.base.errors import DataError
 from crackseg.base.io import image_shape, read_image, read_mask
+from crackseg.data.weak_labels import WeakLabels
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,8 @@ class Sample:
     """One image (and its mask, when known).
 
     ``load_image()`` returns ``uint8`` RGB ``[H,W,3]``; ``load_mask()`` returns
-    ``bool [H,W]`` of the same size or raises :class:`DataError`.
+    ``bool [H,W]`` of the same size or raises :class:`DataError`; ``weak_labels()`` returns the
+    image's :class:`~crackseg.data.weak_labels.WeakLabels` or None.
     ``source`` names the file (or generator) for error messages.
     """
 
@@ -31,10 +33,16 @@ class Sample:
     load_image: Callable[[], np.ndarray]
     load_mask: Callable[[], np.ndarray] | None = None
     source: str = ""
+    #: the image's weak labels (an image label and/or patch labels), read when first asked for
+    load_weak_labels: Callable[[], WeakLabels | None] | None = None
 
     @property
     def has_mask(self) -> bool:
         return self.load_mask is not None
+
+    def weak_labels(self) -> WeakLabels | None:
+        """The image's weak labels (:class:`~crackseg.data.weak_labels.WeakLabels`), or None when it has none."""
+        return self.load_weak_labels() if self.load_weak_labels is not None else None
 
     def mask(self) -> np.ndarray:
         if self.load_mask is None:

@@ -83,6 +83,7 @@ import numpy as np
 from crackseg.base.errors import CracksegError, DataError
 from crackseg.base.io import images_by_stem, read_gray, write_text
 from crackseg.base.maps import crack_mask, pred_to_uint8
+from crackseg.base.protocols import PROTOCOLS
 
 __all__ = [
     "PROTOCOLS",
@@ -98,7 +99,6 @@ __all__ = [
     "write_prf_table",
 ]
 
-PROTOCOLS: tuple[str, ...] = ("crackclip", "paper")
 
 #: Number of thresholds on the full grid 0.00, 0.01, ..., 0.99.
 N_THRESHOLDS = 100

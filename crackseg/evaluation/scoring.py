@@ -24,13 +24,11 @@ from crackseg.base.maps import crack_mask
 from crackseg.base.overlays import overlay
 from crackseg.base.schema import to_dict
 from crackseg.config.layers import load_yaml
-from crackseg.config.run_config import DATA_KEYS, EvalConfig, RunConfig, data_spec, resolve_data_section
+from crackseg.config.run_config import EvalConfig, RunConfig, data_spec, resolve_data_section
 from crackseg.config.run_folder import CONFIG_FILE, METRICS_FILE, data_label, load_run_config
-from crackseg.data.factory import create_dataset
-from crackseg.data.loading import load_samples
+from crackseg.data.loading import load_samples, test_samples
 from crackseg.data.samples import Sample
 from crackseg.evaluation.metrics import MetricAccumulator, MetricsResult, _name_some, write_prf_table
-from crackseg.plugins.blame import blamed
 
 
 def predict_and_evaluate(model: Any, samples: Sequence[Sample], out_dir: Path, cfg: RunConfig, size: int,
@@ -138,11 +136,7 @@ def run_test_split(run_dir: str | Path) -> tuple[dict[str, Any], list[Sample], s
         raise ConfigError(f"run config {path}: no data section naming its dataset")
     data = resolve_data_section(section)
     protocol = str(schema.build(EvalConfig, raw.get("eval"), "eval").protocol)
-    dataset = create_dataset(data["name"], **{k: v for k, v in data.items() if k not in DATA_KEYS})
-    with blamed("datasets", data["name"], "listing its splits"):
-        samples = dataset.samples(data["test_split"])
-    limit = int(data["limit_test"] or 0)
-    return data, (samples[:limit] if limit else samples), protocol
+    return data, test_samples(data), protocol
 
 
 def split_samples(data: str, split: str) -> tuple[dict[str, Any], list[Sample]]:

@@ -5,6 +5,7 @@ Running a labeler over a split, with caching, is :mod:`crackseg.labels.pseudo_la
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,10 +45,15 @@ class LabelContext:
     work_dir: Path = Path(".")
     seed: int = 0
     quiet: bool = False
-    #: images per forward pass when the labeler runs a network (its own params may override it)
-    batch_size: int = 16
     #: artefact name → its folder, for every artefact the labeler declared (see :meth:`Labeler.artefacts`)
     artefact_dirs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def batch_size(self) -> int:
+        """Deprecated (0.2, gone in 0.3): the pipeline never set it; a labeler's batch size is its own parameter."""
+        warnings.warn("LabelContext.batch_size is deprecated since crackseg 0.2 (it was always 16): give the labeler "
+                      "a batch_size parameter of its own", DeprecationWarning, stacklevel=2)
+        return 16
 
     def artefact_dir(self, name: str) -> Path:
         """The folder of the declared artefact ``name`` (``work_dir/name`` when undeclared)."""

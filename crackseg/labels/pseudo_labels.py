@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from crackseg.base import console
 from crackseg.base.distributed import DistEnv, barrier, shard
 from crackseg.base.io import write_png, write_text
 from crackseg.base.overlays import overlay
@@ -90,9 +90,7 @@ def write_pseudo_labels(
     barrier(env)
     files = {s.stem: LabelFiles(*label_paths(out_dir, s.stem)[:2]) for s in samples}
     if warn and env.is_main:
-        text = label_warning(label_coverage(f.binary for f in files.values()), out_dir)
-        if text:
-            print(f"crackseg: warning: {text}", file=sys.stderr)
+        console.warn(label_warning(label_coverage(f.binary for f in files.values()), out_dir))
     return files
 
 

@@ -42,7 +42,9 @@ def _check_extras(what: str, params: type | None, extras: dict[str, Any]) -> Non
     opens = extras.get("opens")
     if opens is not None:
         if not (isinstance(opens, dict) and isinstance(opens.get("param"), str)):
-            raise CracksegError(f"{what}: opens= must be a mapping with 'param' (and optional 'suffixes')")
+            raise CracksegError(f"{what}: opens= must be a mapping with 'param' (and optional 'suffixes' or 'when')")
+        if opens.get("when") is not None and not callable(opens["when"]):
+            raise CracksegError(f"{what}: opens= 'when' must be a function of the folder's path")
         _check_param(what, params, opens["param"], "opens")
     for extra in ("prompt_param", "input_size_param"):
         if extras.get(extra) is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def kind_of(kind: str) -> str:
 
 
 def get_entry(kind: str, name: str) -> Entry:
-    """The registry entry of ``name`` (unknown name → UnknownPluginError with suggestions)."""
+    """The registry entry of ``name`` (unknown name → UnknownComponentError with suggestions)."""
     return registry(kind_of(kind)).get(name)
 
 
@@ -94,6 +95,19 @@ def create(kind: str, name: str, **params: Any) -> Any:
     as a dataclass (a nested section) arrives as that dataclass.
     """
     return instantiate(get_entry(kind, name), params)
+
+
+def create_from_section(kind: str, section: Mapping[str, Any], own: tuple[str, ...] = ("name",),
+                        path: str | None = None) -> Any:
+    """Build the component a config section describes: ``{"name": ..., <its params>}``.
+
+    Keys in ``own`` are the section's own settings, not the component's parameters (a ``data``
+    section's splits and limits); ``path`` names the section in messages (``"data"``). Every
+    section of a config is built through here, so a failing factory always names its plugin.
+    """
+    name = str(section["name"])
+    params = {k: v for k, v in section.items() if k not in own}
+    return instantiate(get_entry(kind, name), params, path)
 
 
 def instantiate(entry: Entry, params: dict[str, Any], path: str | None = None) -> Any:

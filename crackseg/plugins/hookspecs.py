@@ -1,7 +1,9 @@
 """The hooks a crackseg plugin can implement, each typed and documented where it is declared.
 
 A plugin is a module (or object) with functions decorated by ``crackseg.hookimpl``
-whose names are the hooks below. Each ``register_*`` hook receives a
+whose names are the hooks below, declared in the order the pipeline uses what they register
+(datasets, labelers, backbones and what trains them, commands). ``CRACKSEG_TRACE_PLUGINS=1``
+prints every hook call on stderr. Each ``register_*`` hook receives a
 :class:`Register` callable; call it once per component::
 
     register(name, factory, params=MyParams, description="...", **extras)
@@ -43,20 +45,42 @@ class Register(Protocol):
     """The ``register`` callable handed to every ``register_*`` hook."""
 
     def __call__(self, name: str, factory: Callable[..., Any], params: type | None = None,
-                 description: str = "", **extras: Any) -> None:
-        """Add one component: its name, factory, parameter dataclass, one-line description, extras."""
+                 description: str = "", override: bool = False, **extras: Any) -> None:
+        """Add one component: its name, factory, parameter dataclass, one-line description, extras.
+
+        ``override=True`` replaces a component another plugin registered under ``name`` (said in
+        ``crackseg plugins``); without it a taken name is refused.
+        """
 
 
+# --- data: where the images (and their masks and weak labels) come from --------------------------------------------
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register dataset readers.
+
+    ``factory(**params)`` returns a :class:`crackseg.CrackDataset`: ``splits()``
+    and ``samples(split) -> list[Sample]``. A dataset that reads from disk takes the
+    folder as a parameter (``root`` by convention).
+
+    Extras: ``opens={"param": "root"}`` this entry reads a plain folder: ``--data PATH``
+    builds it with ``root=PATH``; ``train={...}`` (or a function of the validated
+    params returning one) suggests training settings for its images, e.g. their size;
+    ``demo=True`` this is demo data: labelers use their ``demo`` settings on it;
+    ``default=True`` the default dataset.
+    """
+
+
+# --- phase 1: pseudo-labels from weak labels -----------------------------------------------------------------------
 @hookspec
 def register_labelers(register: Register) -> None:
     """Register pseudo-labelers: phase 1, images → pixel pseudo-labels.
 
     ``factory(**params)`` returns an object implementing
-    :class:`crackseg.labels.contract.Labeler`: ``prepare(train_samples, context)`` (train or
+    :class:`crackseg.Labeler`: ``prepare(train_samples, context)`` (train or
     load what it needs), ``label(samples, context) -> list[PseudoLabel]`` (a soft map
     in [0, 1] and a binary mask per image) and ``fingerprint() -> str``. A labeler that
     trains a model of its own declares it with ``artefacts()`` (see
-    :class:`crackseg.labels.contract.Labeler`); its settings live in the labeler's own params.
+    :class:`crackseg.Labeler`); its settings live in the labeler's own params.
 
     Extras: ``demo={...}`` settings for demo data (keys of its params, e.g. a small
     classifier): used when the dataset is registered with ``demo=True``, under the user's own
@@ -65,6 +89,7 @@ def register_labelers(register: Register) -> None:
     """
 
 
+# --- phase 2: what is trained, with what, and how ------------------------------------------------------------------
 @hookspec
 def register_backbones(register: Register) -> None:
     """Register segmentation backbones: phase 2, image → crack map.
@@ -72,10 +97,10 @@ def register_backbones(register: Register) -> None:
     ``factory(**params)`` returns a ``torch.nn.Module`` mapping a float batch
     ``[B,3,H,W]`` to crack logits ``[B,1,H,W]``, or to a ``dict`` of named logit maps
     with the main map under ``"out"``. Optional module attributes are listed in
-    :mod:`crackseg.training.backbones`.
+    ``crackseg.as_outputs`` and CONTRIBUTING.md.
 
     Extras: ``train={...}`` training defaults from the method's paper (keys of
-    ``crackseg.config.run_config.TrainConfig``); ``loss="a+0.5*b"`` its default loss;
+    ``crackseg.TrainConfig``); ``loss="a+0.5*b"`` its default loss;
     ``prompt_param="prompts"`` the parameter that takes a prompt set (what ``--prompts``
     and a grid's ``prompts`` axis set); ``input_size_param="image_size"`` the parameter that
     fixes the model's input size (a run trains at that size: ``train.image_size`` shows it);
@@ -83,7 +108,6 @@ def register_backbones(register: Register) -> None:
     of named outputs are the model's ``loss_weights`` attribute (a run's ``loss_weights``
     setting replaces them).
     """
-
 
 @hookspec
 def register_prompt_sets(register: Register) -> None:
@@ -97,7 +121,6 @@ def register_prompt_sets(register: Register) -> None:
     ``path="my.yaml"``.
     """
 
-
 @hookspec
 def register_losses(register: Register) -> None:
     """Register losses usable by any backbone.
@@ -110,38 +133,20 @@ def register_losses(register: Register) -> None:
     every such loss) for backbones that declare none.
     """
 
-
-@hookspec
-def register_datasets(register: Register) -> None:
-    """Register dataset readers.
-
-    ``factory(**params)`` returns a :class:`crackseg.data.samples.CrackDataset`: ``splits()``
-    and ``samples(split) -> list[Sample]``. A dataset that reads from disk takes the
-    folder as a parameter (``root`` by convention).
-
-    Extras: ``opens={"param": "root"}`` this entry reads a plain folder: ``--data PATH``
-    builds it with ``root=PATH``; ``train={...}`` (or a function of the validated
-    params returning one) suggests training settings for its images, e.g. their size;
-    ``demo=True`` this is demo data: labelers use their ``demo`` settings on it;
-    ``default=True`` the default dataset.
-    """
-
-
 @hookspec
 def register_trainers(register: Register) -> None:
     """Register training methods: how phase 2 trains a backbone on the pseudo-labels.
 
-    ``factory(**params)`` returns an object implementing :class:`crackseg.training.contract.Trainer`:
-    ``fit(job) -> TrainResult``, where ``job`` (:class:`crackseg.training.contract.TrainJob`) holds the
+    ``factory(**params)`` returns an object implementing :class:`crackseg.Trainer`:
+    ``fit(job) -> TrainResult``, where ``job`` (:class:`crackseg.TrainJob`) holds the
     model, the training samples with their pseudo-labels (binary masks and soft maps), the loss,
-    the training settings and the :class:`crackseg.training.engine.Engine` that places the model,
+    the training settings and the :class:`crackseg.Engine` that places the model,
     distributes it, checkpoints, resumes, keeps time budgets and logs.
 
     Extras: ``train={...}`` training settings of the method's recipe (keys of
-    ``crackseg.config.run_config.TrainConfig``; they win over the backbone's); ``default=True`` the trainer a
+    ``crackseg.TrainConfig``; they win over the backbone's); ``default=True`` the trainer a
     run uses when it names none.
     """
-
 
 @hookspec
 def register_loggers(register: Register) -> None:
@@ -156,11 +161,12 @@ def register_loggers(register: Register) -> None:
     """
 
 
+# --- the command line ----------------------------------------------------------------------------------------------
 @hookspec
 def register_commands(cli: click.Group) -> None:
     """Add sub-commands to the ``crackseg`` click group ``cli``.
 
     Use ``@cli.command()`` as with any click group. Raise
-    :class:`crackseg.base.errors.CracksegError` for a user error: the CLI prints it in one
+    :class:`crackseg.CracksegError` for a user error: the CLI prints it in one
     line and exits with status 2.
     """

@@ -19,11 +19,14 @@ distribution names); an empty value loads none.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import functools
 import importlib.util
 import os
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -43,11 +46,11 @@ BUILTIN_DISTRIBUTION = "crackseg"
 
 #: hook name → registry kind
 HOOK_KINDS: dict[str, str] = {
+    "register_datasets": "datasets",
     "register_labelers": "labelers",
     "register_backbones": "backbones",
     "register_prompt_sets": "prompts",
     "register_losses": "losses",
-    "register_datasets": "datasets",
     "register_trainers": "trainers",
     "register_loggers": "loggers",
 }
@@ -175,7 +178,8 @@ class PluginManager:
                 registered: list[Entry] = []
                 warnings: list[str] = []
                 try:
-                    impl.function(register=_make_register(kind, info, registered, warnings))
+                    with _traced(hook_name, plugin_name, functools.partial(_entry_names, registered)):
+                        impl.function(register=_make_register(kind, info, registered, warnings))
                 except Exception as exc:  # noqa: BLE001 - isolate broken plugins
                     self._hook_failed(info, hook_name, exc)
                     continue
@@ -225,7 +229,8 @@ class PluginManager:
                 continue  # its commands would fail on the missing package
             staging = click.Group(name=cli.name)
             try:
-                impl.function(cli=staging)
+                with _traced("register_commands", plugin_name, functools.partial(_command_names, staging)):
+                    impl.function(cli=staging)
             except Exception as exc:  # noqa: BLE001
                 self._hook_failed(info, "register_commands", exc)
                 continue
@@ -284,6 +289,35 @@ def _make_register(kind: str, info: PluginInfo, sink: list[Entry], warnings: lis
                           info.distribution, info.version, bool(override)))
 
     return register
+
+
+#: ``CRACKSEG_TRACE_PLUGINS=1``: every hook call is printed on stderr (datasette's switch)
+TRACE_ENV = "CRACKSEG_TRACE_PLUGINS"
+
+
+def _entry_names(entries: list[Entry]) -> list[str]:
+    return [e.name for e in entries]
+
+
+def _command_names(group: click.Group) -> list[str]:
+    return sorted(group.commands)
+
+
+@contextlib.contextmanager
+def _traced(hook_name: str, plugin_name: str, result: Callable[[], list[str]]) -> Iterator[None]:
+    """Print ``crackseg: trace: plugin P: hook(...) -> names (ms)`` around one hook call when tracing is on."""
+    if os.environ.get(TRACE_ENV, "") in ("", "0"):
+        yield
+        return
+    start = time.perf_counter()
+    outcome = "raised"
+    try:
+        yield
+        outcome = "-> " + (", ".join(result()) or "nothing")
+    finally:
+        ms = (time.perf_counter() - start) * 1000
+        print(f"crackseg: trace: plugin {plugin_name!r}: {hook_name}() {outcome} ({ms:.1f} ms)", file=sys.stderr,
+              flush=True)
 
 
 def _allowed_plugins() -> set[str] | None:

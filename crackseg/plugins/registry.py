@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crackseg.base.errors import CracksegError, UnknownPluginError
+from crackseg.base.errors import CracksegError, UnknownComponentError
 
 KINDS: tuple[str, ...] = ("labelers", "backbones", "prompts", "losses", "datasets", "trainers", "loggers")
 
@@ -88,6 +88,9 @@ class Entry:
     def opens(self, path: Path, missing_folder: bool = False) -> bool:
         """Whether this entry reads ``path`` (its ``opens`` extra: folders, or files by suffix).
 
+        ``opens={"param": "root", "when": fn}``: only the folders for which ``fn(path)`` is true (a layout
+        test); entries with such a test are asked before the ones that read any folder.
+
         ``missing_folder``: a path that does not exist counts as a folder (so that reading
         it reports the missing folder instead of an unknown name).
         """
@@ -95,9 +98,17 @@ class Entry:
         if not spec:
             return False
         suffixes = tuple(s.lower() for s in spec.get("suffixes") or ())
-        if not suffixes:
-            return path.is_dir() or (missing_folder and not path.exists())
-        return path.suffix.lower() in suffixes
+        if suffixes:
+            return path.suffix.lower() in suffixes
+        if not path.is_dir():
+            return missing_folder and not path.exists() and not spec.get("when")
+        when = spec.get("when")
+        if when is None:
+            return True
+        try:
+            return bool(when(path))
+        except Exception:  # noqa: BLE001 - a plugin's layout test that fails reads nothing
+            return False
 
 
 class Registry:
@@ -134,7 +145,7 @@ class Registry:
     def get(self, name: str) -> Entry:
         entry = self._entries.get(name)
         if entry is None:
-            raise UnknownPluginError(unknown_name_message(SINGULAR[self.kind], name, self.names()))
+            raise UnknownComponentError(unknown_name_message(SINGULAR[self.kind], name, self.names()))
         if entry.unavailable:
             raise CracksegError(f"{SINGULAR[self.kind]} {name!r} is not available: {entry.unavailable}")
         return entry
@@ -152,9 +163,12 @@ class Registry:
         return [n for n, e in self._entries.items() if e.extras.get("default") and not e.unavailable]
 
     def opener(self, path: Path, missing_folder: bool = False) -> Entry | None:
-        """The first available entry (registration order) whose ``opens`` extra reads ``path``."""
-        for e in self._entries.values():
-            if not e.unavailable and e.opens(path, missing_folder):
+        """The first available entry whose ``opens`` extra reads ``path``: entries with a layout test
+        (``when``) first, each group in registration order."""
+        entries = [e for e in self._entries.values() if not e.unavailable]
+        ordered = sorted(entries, key=lambda e: not (e.extras.get("opens") or {}).get("when"))
+        for e in ordered:
+            if e.opens(path, missing_folder):
                 return e
         return None
 

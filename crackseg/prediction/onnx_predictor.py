@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from crackseg.base.console import first_line
 from crackseg.base.errors import CracksegError
 from crackseg.prediction.windows import WindowPredictor
 
@@ -38,8 +39,7 @@ def load_onnx(path: str | Path, device: str = "cpu") -> tuple[Any, dict[str, Any
     try:
         session = ort.InferenceSession(str(p), sess_options=options, providers=providers)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for corrupt files
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise CracksegError(f"{p}: not a readable ONNX model ({first[:200]})") from None
+        raise CracksegError(f"{p}: not a readable ONNX model ({first_line(exc, with_type=False)})") from None
     raw = session.get_modelmeta().custom_metadata_map.get(META_KEY)
     if raw is None:
         raise CracksegError(f"{p}: an ONNX model without crackseg metadata; export it with crackseg export")

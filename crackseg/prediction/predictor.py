@@ -8,6 +8,7 @@ import torch
 from crackseg.plugins.blame import blamed, plugin_error
 from crackseg.prediction.windows import WindowPredictor, postprocess
 from crackseg.training.backbones import as_outputs, input_stats, output_problem, pad_to_multiple, size_multiple
+from crackseg.training.precision import amp_dtype
 
 __all__ = ["Predictor", "postprocess"]
 
@@ -26,8 +27,7 @@ class Predictor(WindowPredictor):
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         self.multiple = size_multiple(model)
-        use_cuda = device.startswith("cuda")
-        self.amp = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision) if use_cuda else None
+        self.amp = amp_dtype(precision, device)
 
     # -- low level --------------------------------------------------------------
     @torch.no_grad()

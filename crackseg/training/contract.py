@@ -10,7 +10,7 @@ refines its labels while it trains (CAC) is another trainer.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -46,8 +46,6 @@ class TrainJob:
     #: registered names of the backbone and the dataset (errors in their code name their plugins)
     backbone: str = ""
     dataset: str = ""
-    #: extra things a caller may pass on (free-form)
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -23,7 +23,9 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,9 @@ from crackseg.base import distributed as dist_utils
 from crackseg.base.distributed import DistEnv
 from crackseg.base.errors import CracksegError
 from crackseg.base.io import atomic_write
+from crackseg.config.run_config import TrainConfig
 from crackseg.training.checkpoints import CHECKPOINT_FORMAT, load_model_state, model_state, read_checkpoint
+from crackseg.training.precision import amp_dtype
 from crackseg.training.result import TrainResult
 
 #: what ``train.num_workers: null`` means: one loader process per spare core, at most 4
@@ -48,6 +52,49 @@ def auto_workers(requested: int | None) -> int:
     if requested is not None:
         return requested
     return max(0, min(MAX_AUTO_WORKERS, (os.cpu_count() or 1) - 1))
+
+
+@dataclass
+class EngineSettings:
+    """What an :class:`Engine` needs besides the model: where, how long, how precise, where it writes."""
+
+    #: ``cpu``, ``cuda``, ``cuda:1``: resolved already (:func:`crackseg.resolve_device`)
+    device: str
+    #: the training checkpoint, written atomically after every epoch
+    checkpoint_path: Path
+    epochs: int
+    #: this process's place in a torchrun job (a single process by default)
+    env: DistEnv = field(default_factory=DistEnv)
+    #: the caller's metadata kept in every checkpoint (e.g. how to rebuild the backbone)
+    meta: dict[str, Any] | None = None
+    #: what the checkpoint holds: ``segmentation`` or another kind (``patch-classifier``)
+    kind: str = "segmentation"
+    #: ``32``, ``16-mixed`` or ``bf16-mixed`` (mixed precision only on CUDA)
+    precision: str = "32"
+    grad_clip: float = 0.0
+    #: stop after this many optimiser steps / seconds of training (0: no limit)
+    max_steps: int = 0
+    time_budget_s: float = 0.0
+    #: loader processes (None: one per spare core, at most :data:`MAX_AUTO_WORKERS`)
+    num_workers: int | None = 0
+    seed: int = 0
+    #: continue from ``checkpoint_path`` when it exists
+    resume: bool = False
+    quiet: bool = False
+    #: where progress lines go (nothing by default)
+    log: Callable[[str], None] | None = None
+    #: training loggers (``crackseg list loggers``) and their folder; the config they record
+    loggers: Sequence[Any] = ()
+    label: str = "train"
+    log_dir: Path | None = None
+    log_config: dict[str, Any] | None = None
+
+    @classmethod
+    def for_training(cls, train: TrainConfig, **settings: Any) -> EngineSettings:
+        """Settings whose precision, gradient clipping, budgets and loader processes come from a ``train:`` section."""
+        return cls(precision=train.precision, grad_clip=train.grad_clip, max_steps=train.max_steps,
+                   time_budget_s=train.time_budget_s, num_workers=train.num_workers, epochs=train.epochs,
+                   **settings)
 
 
 class Engine:
@@ -72,12 +119,26 @@ class Engine:
         return engine.result()
     """
 
-    def __init__(self, model: torch.nn.Module, *, device: str, env: DistEnv, checkpoint_path: Path,
-                 epochs: int, meta: dict[str, Any] | None = None, kind: str = "segmentation",
-                 precision: str = "32", grad_clip: float = 0.0, max_steps: int = 0, time_budget_s: float = 0.0,
-                 num_workers: int | None = 0, seed: int = 0, resume: bool = False, quiet: bool = False,
-                 log: Callable[[str], None] | None = None, loggers: Sequence[Any] = (), label: str = "train",
-                 log_dir: Path | None = None, log_config: dict[str, Any] | None = None) -> None:
+    def __init__(self, model: torch.nn.Module, settings: EngineSettings | None = None, **legacy: Any) -> None:
+        """``settings``: everything but the model (:class:`EngineSettings`).
+
+        The keyword arguments of crackseg 0.1 (``Engine(model, device=..., env=..., ...)``) still work, with a
+        ``DeprecationWarning``, until 0.3.
+        """
+        if settings is None:
+            warnings.warn("Engine(model, device=..., ...) is deprecated since crackseg 0.2 and goes away in 0.3: use "
+                          "Engine(model, crackseg.EngineSettings(device=..., ...))", DeprecationWarning, stacklevel=2)
+            settings = EngineSettings(**legacy)
+        elif legacy:
+            raise TypeError(f"Engine: give either settings or keyword arguments, not both ({', '.join(legacy)})")
+        self.settings = settings
+        st = settings
+        device, env, checkpoint_path, epochs, meta, kind = (st.device, st.env, st.checkpoint_path, st.epochs, st.meta,
+                                                            st.kind)
+        precision, grad_clip, max_steps, time_budget_s = st.precision, st.grad_clip, st.max_steps, st.time_budget_s
+        num_workers, seed, resume, quiet, log, loggers = (st.num_workers, st.seed, st.resume, st.quiet, st.log,
+                                                          st.loggers)
+        label, log_dir, log_config = st.label, st.log_dir, st.log_config
         self.device = device
         self.env = env
         self.model = model.to(device)
@@ -98,8 +159,7 @@ class Engine:
         self.log_dir = Path(log_dir) if log_dir is not None else self.checkpoint_path.parent
         self.log_config = dict(log_config or {})
         self._loggers_started = False
-        use_cuda = device.startswith("cuda")
-        self.amp_dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision) if use_cuda else None
+        self.amp_dtype = amp_dtype(precision, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
         #: progress: the next epoch to run, optimiser steps so far, one row per finished epoch
         self.start_epoch, self.step = 0, 0

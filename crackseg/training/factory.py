@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crackseg.base.errors import CracksegError, UnknownPluginError
+from crackseg.base.console import first_line
+from crackseg.base.errors import CracksegError, UnknownComponentError
 from crackseg.plugins.factory import create, path_section
 from crackseg.training.contract import Trainer
 
@@ -53,7 +54,7 @@ def load_model(source: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     spec = ckpt["backbone"]
     try:
         model = create_backbone(spec["name"], **dict(spec.get("params") or {}))
-    except UnknownPluginError:
+    except UnknownComponentError:
         dist = spec.get("distribution")
         if not dist:
             raise
@@ -64,5 +65,5 @@ def load_model(source: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
         load_model_state(model, ckpt["model"])
     except RuntimeError as exc:
         raise CracksegError(f"{source}: checkpoint does not fit backbone {spec['name']!r}: "
-                            f"{str(exc).splitlines()[0]}") from None
+                            f"{first_line(exc, with_type=False)}") from None
     return model, ckpt

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 import crackseg
-from crackseg import ConfigError, CracksegError, LabelContext, PseudoLabel, Sample, detect_distributed, resolve_device
+from crackseg import ConfigError, CracksegError, LabelContext, PseudoLabel, Sample, resolve_device
 
 from .params import CAM_METHODS, CamParams, check_classifier
 from .patches import extract_patches, patch_grid
@@ -231,7 +231,7 @@ class ClassifierLabeler:
         return size, stride
 
     def batch(self, context: LabelContext) -> int:
-        return self.params.batch_size or context.batch_size or 16
+        return self.params.batch_size or 16
 
     def soft_map(self, image: np.ndarray, context: LabelContext) -> np.ndarray:
         raise NotImplementedError
@@ -267,6 +267,4 @@ class CamLabeler(ClassifierLabeler):
 
 def _announce(warning: str) -> str:
     """Print ``warning`` as one ``crackseg: warning:`` line (rank 0; nothing when empty); return it."""
-    if warning and detect_distributed().is_main:
-        print(f"crackseg: warning: {warning}", file=sys.stderr, flush=True)
-    return warning
+    return crackseg.warn(warning)

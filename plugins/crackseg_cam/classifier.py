@@ -307,7 +307,7 @@ def train_classifier(
     """
     import torch
 
-    from crackseg import Engine
+    from crackseg import Engine, EngineSettings
 
     from .estimate import cpu_estimate
     from .pretrained import effective_config
@@ -315,8 +315,7 @@ def train_classifier(
     out = Path(out)
     seed = cfg.seed if cfg.seed is not None else seed
     cfg, fallback = effective_config(cfg)  # ImageNet where it can be had, else random weights and one loud line
-    if fallback and crackseg.detect_distributed().is_main:
-        print(f"crackseg: warning: {fallback}", file=sys.stderr)
+    crackseg.warn(fallback)
     weak = read_weak_label_csv(cfg.weak_labels) if cfg.weak_labels else None
     if weak is None and not any(s.has_mask for s in samples):
         raise CracksegError(
@@ -350,9 +349,10 @@ def train_classifier(
     meta = {"arch": cfg.arch, "num_classes": 2, "patch_size": cfg.patch_size, "mean": list(IMAGENET_MEAN),
             "std": list(IMAGENET_STD), "config": crackseg.dataclass_to_dict(cfg), "config_key": key, "seed": seed,
             "epochs": cfg.epochs, "init": _init_name(cfg.weights), "init_fallback": fallback}
-    engine = Engine(build_model(cfg.arch, 2, cfg.weights), device=device, env=env, checkpoint_path=out,
-                    epochs=cfg.epochs, meta=meta, kind=KIND, seed=seed, resume=status == "partial", quiet=quiet,
-                    log=None if quiet else (lambda msg: print(msg, file=sys.stderr)), label="classifier")
+    engine = Engine(build_model(cfg.arch, 2, cfg.weights), EngineSettings(
+        device=device, env=env, checkpoint_path=out, epochs=cfg.epochs, meta=meta, kind=KIND, seed=seed,
+        resume=status == "partial", quiet=quiet, log=None if quiet else (lambda msg: print(msg, file=sys.stderr)),
+        label="classifier"))
     model = engine.model
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     engine.restore(opt)
@@ -387,8 +387,7 @@ def train_classifier(
     if metrics is not None:
         write_json(metrics_path(out), metrics)
         warning = classifier_warning(out)  # one class everywhere: the CAMs and labels built on it are useless
-        if warning:
-            print(f"crackseg: warning: {warning}", file=sys.stderr, flush=True)
+        crackseg.warn(warning)
     crackseg.barrier(env)
     return out
 

@@ -1,4 +1,4 @@
-"""crackseg's built-in datasets: ``synthetic`` (the default), ``folder``, ``cfd``, ``deepcrack``, ``crack500``.
+"""crackseg's built-in datasets: ``synthetic`` (default), ``folder``, ``classes``, ``cfd``, ``deepcrack``, ``crack500``.
 
 This module only registers; the readers are imported when a dataset is built,
 so loading the plugin stays cheap.
@@ -10,9 +10,9 @@ from typing import Any
 
 import crackseg
 
-from .params import CFDParams, Crack500Params, DeepCrackParams, FolderParams, SyntheticParams
+from .params import CFDParams, ClassesParams, Crack500Params, DeepCrackParams, FolderParams, SyntheticParams
 
-__all__ = ["CFDParams", "Crack500Params", "DeepCrackParams", "FolderParams", "SyntheticParams"]
+__all__ = ["CFDParams", "ClassesParams", "Crack500Params", "DeepCrackParams", "FolderParams", "SyntheticParams"]
 
 
 def _build_synthetic(**params: Any) -> Any:
@@ -25,6 +25,18 @@ def _build_folder(**params: Any) -> Any:
     from .folder import build_folder
 
     return build_folder(**params)
+
+
+def _build_classes(**params: Any) -> Any:
+    from .classes import build_classes
+
+    return build_classes(**params)
+
+
+def _is_class_layout(path: Any) -> bool:
+    from .classes import is_class_layout
+
+    return is_class_layout(path)
 
 
 def _build_cfd(**params: Any) -> Any:
@@ -64,6 +76,14 @@ def register_datasets(register: Any) -> None:
         params=FolderParams,
         description="images/ + masks/ (same stems, crack > 127) + optional splits/<name>.txt",
         opens={"param": "root"},  # --data PATH reads a folder with this dataset
+    )
+    register(
+        "classes",
+        _build_classes,
+        params=ClassesParams,
+        description="a crack classification set: crack/ + no_crack/ folders (Positive/Negative, SDNET2018 CD/UD); "
+                    "image-level weak labels, no masks",
+        opens={"param": "root", "when": _is_class_layout},  # --data PATH of class folders
     )
     register(
         "cfd",

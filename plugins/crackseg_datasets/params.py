@@ -86,3 +86,16 @@ class SyntheticParams:
     style: Literal["pavement", "concrete", "mixed"] = "mixed"
     #: fraction of images without any crack
     crack_free_fraction: float = 0.15
+
+
+@dataclass
+class ClassesParams:
+    """A crack classification set: images in crack / no-crack folders, image-level weak labels, no masks."""
+
+    #: the folder holding the class folders (required)
+    root: str = field(default="", metadata={"path": "folder"})
+    #: extra folder names that mean crack / no crack (besides crack, positive, CD, ... and no_crack, negative, UD, ...)
+    crack_folders: list[str] = field(default_factory=list)
+    no_crack_folders: list[str] = field(default_factory=list)
+    #: fraction of images put in ``test`` (by SHA-1 of the stem)
+    test_fraction: float = 0.2

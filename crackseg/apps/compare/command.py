@@ -15,6 +15,7 @@ from crackseg.apps.compare.grid import Grid, load_grid
 from crackseg.apps.compare.preflight import check_requirements
 from crackseg.apps.compare.results import gather, write_outputs
 from crackseg.apps.compare.store import cell_dir, load_saved_grid, missing_cells, save_grid, saved_preset
+from crackseg.base.console import warn
 from crackseg.base.errors import CracksegError
 from crackseg.config.layers import parse_set
 
@@ -134,8 +135,7 @@ def _gather_and_print(grid: Grid, runs: Path, published: bool | None, figures: b
     missing = missing_cells(grid, runs)
     if missing and warn_missing:
         names = ", ".join(f"{c.index} ({c.name})" for c in missing[:6]) + (" ..." if len(missing) > 6 else "")
-        click.echo(f"crackseg: warning: {len(missing)} of {len(grid.cells)} cells not finished: {names}; "
-                   f"their numbers show as –", err=True)
+        warn(f"{len(missing)} of {len(grid.cells)} cells not finished: {names}; their numbers show as –")
     md = write_outputs(grid, gather(grid, runs, published), runs, figures=figures)
     click.echo(md)
     log(f"tables in {runs}/<table>/table.{{md,csv,tex,json}}; all tables in {runs / 'results.md'}")
