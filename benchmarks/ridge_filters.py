@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     import skimage.filters as skf
     import skimage.morphology as skm
 
-    from crackseg_ridge import filters
+    from crackseg_ridge import RidgeParams, filters
 
     rgb, name = load_photo(args.deepcrack)
     gray = filters.to_gray(rgb)
@@ -143,6 +143,20 @@ def main(argv: list[str] | None = None) -> int:
         ref = timed(lambda m=method: skm.area_opening(filters.quantise(skimage_map(m), 64), 30, connectivity=2),
                     args.repeat_slow)
         row(f"ridge_response {method} + area_opening 30 px / 64 levels", ours, ref)
+    p = RidgeParams()  # the ridge labeler's defaults (benchmarks/ridge_defaults.py chose them)
+    rr = {"method": p.method, "sigmas": tuple(p.sigmas()), "normalise_percentile": p.normalise_percentile,
+          "flatten": p.flatten}
+    ao = {"min_area": p.min_area, "levels": p.levels}
+
+    def ref_default() -> np.ndarray:
+        flat = filters.flatten_background(filters.to_gray(rgb), p.flatten)
+        soft = filters.normalise(getattr(skf, p.method)(flat, sigmas=rr["sigmas"], mode="reflect"),
+                                 p.normalise_percentile)
+        return skm.area_opening(filters.quantise(soft, p.levels), p.min_area, connectivity=2)
+
+    ours = timed(lambda: filters.area_opening(filters.ridge_response(rgb, **rr), **ao), args.repeat)
+    row(f"the ridge labeler's defaults: {p.method} σ {rr['sigmas']}, flatten {p.flatten:g}, "
+        f"area_opening {p.min_area} px / {p.levels} levels", ours, timed(ref_default, args.repeat_slow))
     return 0
 
 

@@ -20,6 +20,7 @@ the duration of a ``with`` block (no installation needed), like pytest's ``pytes
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ import pytest
 from crackseg.base.errors import CracksegError
 from crackseg.data.factory import create_dataset
 from crackseg.data.samples import Sample
+from crackseg.data.weak_labels import PatchLabel, WeakLabels
 from crackseg.labels.contract import LabelContext, declared_artefacts
 from crackseg.labels.factory import create_labeler
 from crackseg.plugins import get_manager
@@ -276,13 +278,16 @@ class LabelerContract:
 
     ``changed_params``: parameters that give other labels than ``params``; the fingerprint
     must change with them (it keys the label cache). Leave it empty only for a labeler
-    without parameters.
+    without parameters. ``gates_by_weak_labels = True``: the labeler reads each sample's weak
+    labels (``sample.weak_labels()``, :class:`crackseg.WeakLabels`) and marks no crack where
+    they say there is none: checked on images labelled no-crack and on no-crack patches.
     """
 
     name: ClassVar[str] = ""
     params: ClassVar[dict[str, Any]] = {}
     changed_params: ClassVar[dict[str, Any]] = {}
     image_size: ClassVar[int] = 64
+    gates_by_weak_labels: ClassVar[bool] = False
 
     def context(self, tmp_path: Path, labeler: Any = None) -> LabelContext:
         """A CPU context; every artefact the labeler declares gets a folder under ``tmp_path``."""
@@ -320,6 +325,24 @@ class LabelerContract:
         fp = self._prepared(tmp_path, self.params).fingerprint()
         other = self._prepared(tmp_path, {**self.params, **self.changed_params}).fingerprint()
         assert other != fp, f"{self.name}: changing {self.changed_params} left the fingerprint at {fp!r}"
+
+    def test_weak_labels_say_where_there_is_no_crack(self, tmp_path: Path) -> None:
+        if not self.gates_by_weak_labels:
+            pytest.skip(f"{self.name}: does not declare gates_by_weak_labels")
+        half = self.image_size // 2
+        samples = tiny_crack_samples(2, self.image_size)  # both show a crack across the image
+        none = dataclasses.replace(samples[0], load_weak_labels=lambda: WeakLabels(image=False, source="contract"))
+        patches = WeakLabels(patches=(PatchLabel(0, 0, half, False), PatchLabel(0, half, half, False),
+                                      PatchLabel(half, 0, half, True), PatchLabel(half, half, half, True)),
+                             source="contract")
+        left = dataclasses.replace(samples[1], load_weak_labels=lambda: patches)
+        lab = self._prepared(tmp_path, self.params)
+        empty, gated = lab.label([none, left], self.context(tmp_path, lab))
+        assert not np.asarray(empty.binary).any() and not np.asarray(empty.soft).any(), (
+            f"{self.name}: an image whose weak labels say no crack got crack pixels")
+        region = patches.gate(self.image_size, self.image_size)
+        assert not np.asarray(gated.binary)[~region].any() and not np.asarray(gated.soft)[~region].any(), (
+            f"{self.name}: crack pixels in patches the weak labels call no-crack")
 
 
 class TrainerContract:

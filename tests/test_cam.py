@@ -563,3 +563,38 @@ def test_a_classifier_file_that_is_not_one_is_one_line_and_exit_2(tmp_path, key)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("crackseg: error:"), r.stderr
     assert "bad.pt" in lines[0] and "Traceback" not in r.stderr
+
+
+class TestCamRidgeContract(LabelerContract):
+    """cam-ridge keeps the contract, and its weak-label gate empties what the labels call no crack."""
+
+    name = "cam-ridge"
+    params = {"patch_size": 32, "classifier": {**SMALL, "epochs": 1}, "ridge": {"min_width": 2, "max_width": 6}}
+    changed_params = {"cam_spread": 8}
+    gates_by_weak_labels = True
+
+
+class TestGradCAMLabelsGateContract(LabelerContract):
+    name = "gradcam"
+    params = {"patch_size": 32, "classifier": {**SMALL, "epochs": 1}, "gate": "labels"}
+    changed_params = {"threshold": 0.3}
+    gates_by_weak_labels = True
+
+
+def test_cam_ridge_keeps_the_ridge_lines_where_the_cam_is():
+    from crackseg_cam.cam_ridge import CamRidgeLabeler
+    from crackseg_cam.params import CamRidgeParams
+    from crackseg_ridge import RidgeParams
+
+    class Located(CamRidgeLabeler):
+        def where(self, image, context):  # a CAM that sees the crack in the left half only
+            w = np.zeros(image.shape[:2], np.float32)
+            w[:, : image.shape[1] // 2] = 1.0
+            return w
+
+    lab = Located(CamRidgeParams(gate="prob", ridge=RidgeParams(min_width=2, max_width=6)))
+    lab.classifier = object()
+    image = np.full((64, 96, 3), 160, np.uint8)
+    image[30:32, :] = 50  # one dark line across
+    [out] = lab.label([crackseg.Sample("a", lambda: image)], crackseg.LabelContext())
+    assert out.binary[30:32, 5:40].mean() > 0.9 and not out.binary[:, 48:].any()

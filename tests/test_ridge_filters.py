@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from crackseg_ridge import filters
+from crackseg_ridge import RidgeLabeler, RidgeParams, filters
 
 METHODS = ("sato", "frangi", "meijering")
 SIGMAS = (1.0, 2.0, 3.0)
@@ -192,3 +192,13 @@ def test_binarise_methods():
         filters.binarise(soft, "nope")
     with pytest.raises(ValueError):
         filters.ridge_response(img, method="nope")
+
+
+def test_recommended_settings_run_and_find_the_line():
+    img, on_line = dark_line_image(96, 120)
+    yy, xx = np.mgrid[0 : img.shape[0], 0 : img.shape[1]]
+    far = np.abs(yy - (0.4 * xx + 12)) > 20
+    for gate in ("labels", "none"):
+        soft = RidgeLabeler(RidgeParams(gate=gate)).soft_map(img)  # the labeler's defaults
+        assert soft.shape == img.shape and soft.dtype == np.float32
+        assert np.median(soft[on_line]) > 0.5 and np.median(soft[far]) < 0.1

@@ -346,7 +346,11 @@ def _run_study(optuna: Any, setup: TuneSetup, trials: int, timeout: float | None
             if trial.should_prune():
                 raise optuna.TrialPruned(f"F {score:.4f} after {done} images")
 
-        return score_values(setup, values, masks, setup.chunk, report)
+        try:
+            return score_values(setup, values, masks, setup.chunk, report)
+        except ConfigError as exc:  # values the labeler refuses together (e.g. low > high): no score, next trial
+            trial.set_user_attr("refused", str(exc))
+            raise optuna.TrialPruned(f"refused by the labeler: {exc}") from None
 
     if todo > 0:
         log(f"preparing the labeler once (what it trains is cached in {setup.shared_dir})", quiet)

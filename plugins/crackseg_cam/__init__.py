@@ -5,7 +5,9 @@ Labelers (phase 1 of the paper, §3.2 / §4.4.2):
 * one per pytorch-grad-cam method (``gradcam``, ``gradcam++``, ``xgradcam``,
   ``layercam``, ``eigencam``, ...): gated, patch-assembled class activation maps;
 * ``cam-crf``: a CAM refined by a dense CRF (PWSC, Dong et al. 2020);
-* ``cam-location``: GPLL (König et al. 2022), presets ``crackclip`` and ``koenig``.
+* ``cam-location``: GPLL (König et al. 2022), presets ``crackclip`` and ``koenig``;
+* ``cam-ridge``: the classifier's CAM (or the weak labels) says where, the ``ridge`` labeler's
+  training-free map which pixels.
 
 All of them need a binary patch classifier: each labeler's ``classifier``
 section either names a finished checkpoint (``classifier.checkpoint``) or sets
@@ -23,9 +25,9 @@ from typing import Any
 
 import crackseg
 
-from .params import CAM_METHODS, CamCrfParams, CamLocationParams, CamParams, ClassifierConfig
+from .params import CAM_METHODS, CamCrfParams, CamLocationParams, CamParams, CamRidgeParams, ClassifierConfig
 
-__all__ = ["CAM_METHODS", "CamParams", "CamCrfParams", "CamLocationParams", "ClassifierConfig"]
+__all__ = ["CAM_METHODS", "CamParams", "CamCrfParams", "CamLocationParams", "CamRidgeParams", "ClassifierConfig"]
 
 #: packages this plugin needs (its components are listed as unavailable without them)
 CRACKSEG_REQUIRES = ("torch", "torchvision", "pytorch_grad_cam", "pydensecrf", "skimage")
@@ -53,6 +55,12 @@ def _build_crf(**params: Any) -> Any:
     return CamCrfLabeler(CamCrfParams(**params))
 
 
+def _build_cam_ridge(**params: Any) -> Any:
+    from .cam_ridge import CamRidgeLabeler
+
+    return CamRidgeLabeler(CamRidgeParams(**params))
+
+
 def _build_location(**params: Any) -> Any:
     from .location import CamLocationLabeler
 
@@ -78,6 +86,8 @@ def register_labelers(register: Any) -> None:
              description="CAM refined by a dense CRF (PWSC, Dong et al. 2020)")
     register("cam-location", _build_location, params=CamLocationParams, demo=demo,
              description="classifier localisation + CAM + local multi-Otsu (GPLL, König et al. 2022)")
+    register("cam-ridge", _build_cam_ridge, params=CamRidgeParams, demo=demo,
+             description="the classifier's CAM (or the weak labels) says where, the ridge map which pixels")
 
 
 @crackseg.hookimpl

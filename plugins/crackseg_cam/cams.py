@@ -11,8 +11,13 @@ Whole-image maps are assembled from patch maps:
    would still light up. With ``gate: prob`` (default) a patch's map is
    multiplied by ``p(crack)`` and patches with ``p(crack) < gate_threshold``
    (default 0.5, the classifier's own decision) contribute zeros; ``hard``
-   multiplies by 1 or 0 instead; ``none`` keeps the raw maps;
-4. overlapping maps are averaged and the padding is cropped off.
+   multiplies by 1 or 0 instead; ``none`` keeps the raw maps; ``labels`` keeps
+   the raw maps and lets the image's weak labels gate instead (step 5);
+4. overlapping maps are averaged and the padding is cropped off;
+5. with ``gate: labels``, the finished map (of every CAM labeler: after the CRF,
+   after the localisation) is zero where the image's weak labels say no crack
+   (``sample.weak_labels().gate``); an image without weak labels falls back to the
+   ``prob`` gate (``none`` for ``cam-crf``).
 
 The soft map is in [0, 1]; the binary mask is ``soft >= threshold`` (default
 0.5).
@@ -161,6 +166,8 @@ class ClassifierLabeler:
         check_common(params)
         check_classifier(params.classifier, "labeler.classifier")
         self.params = params
+        #: the patch gate of the image being labelled (``params.gate``, resolved for ``labels``)
+        self.patch_gate = params.gate
         self.classifier: Any = None
         #: set by prepare() when the classifier had to start from random weights instead of ImageNet's,
         #: or when it is degenerate (one class for every held-out patch); the run's notes and tables show it
@@ -176,7 +183,7 @@ class ClassifierLabeler:
 
     def prepare(self, train: Sequence[Sample], context: LabelContext) -> None:
         """Load ``classifier.checkpoint``, or train/resume one in the ``classifier`` artefact folder."""
-        from .classifier import _config_key, checkpoint_status, classifier_warning, load_classifier, train_classifier
+        from .classifier import checkpoint_status, classifier_warning, load_classifier, train_classifier, training_key
         from .pretrained import effective_config
 
         device = resolve_device(context.device)
@@ -185,16 +192,16 @@ class ClassifierLabeler:
             self.classifier = load_classifier(cfg.checkpoint, device)
             self.note = _announce(classifier_warning(cfg.checkpoint))
             return
-        if cfg.weak_labels is None and not any(s.has_mask for s in train):
+        if cfg.weak_labels is None and not any(s.has_mask or s.weak_labels() for s in train):
             raise CracksegError(
                 f"labeler {self.name!r} needs a patch classifier: set labeler.classifier.checkpoint=CKPT, or give "
-                f"weak labels (labeler.classifier.weak_labels=FILE.csv, or masks in the training data) to train one"
+                f"weak labels to train one (data.weak_labels, class folders, or masks in the training data)"
             )
         path = context.artefact_dir("classifier") / "classifier.pt"
         seed = cfg.seed if cfg.seed is not None else context.seed
         trained, fallback = effective_config(cfg)  # as train_classifier will train it (weights resolved)
         self.note = fallback  # the run's notes and tables say when ImageNet weights were wanted but not had
-        key = _config_key(trained, seed, [s.stem for s in train])
+        key = training_key(trained, seed, train)
         resume = True
         status = checkpoint_status(path, key)
         if status == "mismatch":
@@ -240,13 +247,30 @@ class ClassifierLabeler:
         soft = np.clip(soft, 0.0, 1.0).astype(np.float32)
         return PseudoLabel(soft=soft, binary=soft >= self.params.threshold)
 
+    #: the patch gate of a labeler whose ``gate: labels`` meets an image without weak labels
+    fallback_gate = "prob"
+
     def label(self, samples: Sequence[Sample], context: LabelContext) -> list[PseudoLabel]:
         self._need_classifier()
         out = []
         for s in samples:
             image = s.load_image()
-            out.append(self.to_label(image, self.soft_map(image, context)))
+            region = self.label_region(s, image.shape[:2])
+            self.patch_gate = self.params.gate if self.params.gate != "labels" else (
+                "none" if region is not None else self.fallback_gate)
+            soft = self.soft_map(image, context)
+            if region is not None:
+                soft = soft * region
+            out.append(self.to_label(image, soft))
         return out
+
+    def label_region(self, sample: Sample, shape: tuple[int, ...]) -> np.ndarray | None:
+        """``float32 [H, W]``: 0 where the sample's weak labels say no crack (``gate: labels``), else None."""
+        if self.params.gate != "labels":
+            return None
+        weak = sample.weak_labels()
+        region = weak.gate(shape[0], shape[1]) if weak is not None else None
+        return None if region is None else region.astype(np.float32)
 
 
 class CamLabeler(ClassifierLabeler):
@@ -261,7 +285,7 @@ class CamLabeler(ClassifierLabeler):
     def soft_map(self, image: np.ndarray, context: LabelContext) -> np.ndarray:
         size, stride = self.geometry()
         p = self.params
-        return image_cam(self._need_classifier(), image, self.method, size, stride, p.gate,
+        return image_cam(self._need_classifier(), image, self.method, size, stride, self.patch_gate,
                          p.gate_threshold, self.batch(context))
 
 

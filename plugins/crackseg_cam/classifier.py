@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -225,9 +226,22 @@ def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
 
 
 # -- training ----------------------------------------------------------------------------
-def _config_key(cfg: ClassifierConfig, seed: int, stems: Sequence[str]) -> str:
-    blob = json.dumps({"config": crackseg.dataclass_to_dict(cfg), "seed": seed, "stems": list(stems)}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def training_key(cfg: ClassifierConfig, seed: int, samples: Sequence[Sample]) -> str:
+    """The key of a classifier's training: settings, seed, images and (when they have any) their weak labels."""
+    weak = {}
+    if not cfg.weak_labels:  # the deprecated CSV wins over the images' own weak labels (build_refs)
+        for s in samples:
+            labels = s.weak_labels()
+            if labels is not None:
+                weak[s.stem] = [labels.image, [[p.x, p.y, p.size, p.crack] for p in labels.patches]]
+    return _config_key(cfg, seed, [s.stem for s in samples], weak)
+
+
+def _config_key(cfg: ClassifierConfig, seed: int, stems: Sequence[str], weak: dict[str, Any] | None = None) -> str:
+    data: dict[str, Any] = {"config": crackseg.dataclass_to_dict(cfg), "seed": seed, "stems": list(stems)}
+    if weak:
+        data["weak_labels"] = weak
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def checkpoint_status(path: Path, key: str) -> str:
@@ -293,9 +307,9 @@ def train_classifier(
 ) -> Path:
     """Train a patch classifier on ``samples`` and write its checkpoint to ``out``.
 
-    Weak labels come from ``cfg.weak_labels`` (CSV) or, failing that, from the
-    samples' masks. With ``resume`` an unfinished checkpoint with the same
-    settings continues from its last epoch and a finished one is returned as
+    Patch labels come from each sample's weak labels (``data.weak_labels``; the deprecated
+    ``cfg.weak_labels`` CSV before them) or, failing that, from its mask. With ``resume`` an
+    unfinished checkpoint with the same settings continues from its last epoch and a finished one is returned as
     is; a checkpoint with other settings is an error (without ``resume`` it is
     overwritten). The held-out patch metrics go to :func:`metrics_path`.
     ``stop_after`` ends this call after that many epochs (the checkpoint stays
@@ -316,14 +330,19 @@ def train_classifier(
     seed = cfg.seed if cfg.seed is not None else seed
     cfg, fallback = effective_config(cfg)  # ImageNet where it can be had, else random weights and one loud line
     crackseg.warn(fallback)
-    weak = read_weak_label_csv(cfg.weak_labels) if cfg.weak_labels else None
-    if weak is None and not any(s.has_mask for s in samples):
+    weak = None
+    if cfg.weak_labels:
+        warnings.warn(f"{settings}.weak_labels is deprecated since crackseg 0.2 and goes away in 0.3: use "
+                      f"data.weak_labels.source=csv and data.weak_labels.path={cfg.weak_labels}", DeprecationWarning,
+                      stacklevel=2)
+        weak = read_weak_label_csv(cfg.weak_labels)
+    if weak is None and not any(s.has_mask for s in samples) and not any(s.weak_labels() for s in samples):
         raise CracksegError(
-            "no weak labels to train the patch classifier: these images have no masks and no "
-            "classifier.weak_labels CSV is set; set classifier.checkpoint=CKPT or classifier.weak_labels=FILE.csv"
+            "no weak labels to train the patch classifier: these images have no masks and no weak labels; "
+            "set data.weak_labels (e.g. --set data.weak_labels.source=csv --set data.weak_labels.path=FILE.csv) "
+            "or classifier.checkpoint=CKPT"
         )
-    stems = [s.stem for s in samples]
-    key = _config_key(cfg, seed, stems)
+    key = training_key(cfg, seed, samples)
     status = checkpoint_status(out, key) if resume else "missing"
     if status == "mismatch":
         raise CracksegError(
@@ -335,7 +354,7 @@ def train_classifier(
 
     refs = build_refs(samples, cfg.patch_size, cfg.stride, cfg.min_crack_pixels, weak, pad=cfg.pad)
     if not refs:
-        raise DataError("no labelled patches: no image matches the weak-label CSV or has a mask")
+        raise DataError("no labelled patches: no image has weak labels or a mask")
     labelled = sorted({r.image for r in refs})
     tr_idx, va_idx = split_images(len(labelled), cfg.val_fraction, seed)
     tr_images = {labelled[i] for i in tr_idx}

@@ -45,6 +45,7 @@ class CamCrfLabeler(ClassifierLabeler):
     """CAM → dense CRF refinement."""
 
     name = "cam-crf"
+    fallback_gate = "none"  # its default: the CRF needs the full-strength unary
 
     def __init__(self, params: CamCrfParams) -> None:
         if params.cam_method not in CAM_METHODS:
@@ -57,8 +58,8 @@ class CamCrfLabeler(ClassifierLabeler):
     def cam(self, image: np.ndarray, context: LabelContext) -> np.ndarray:
         size, stride = self.geometry()
         p = self.params
-        return image_cam(self._need_classifier(), image, p.cam_method, size, stride, p.gate, p.gate_threshold,
-                         self.batch(context))
+        return image_cam(self._need_classifier(), image, p.cam_method, size, stride, self.patch_gate,
+                         p.gate_threshold, self.batch(context))
 
     def refine(self, image: np.ndarray, cam: np.ndarray) -> PseudoLabel:
         p = self.params

@@ -239,7 +239,7 @@ class CamLocationLabeler(ClassifierLabeler):
             cam = resize_like_pil(cam, h, w)
         else:
             p = self.params
-            cam = image_cam(clf, image, s["cam_method"], s["patch_size"], s["cam_stride"], p.gate,
+            cam = image_cam(clf, image, s["cam_method"], s["patch_size"], s["cam_stride"], self.patch_gate,
                             p.gate_threshold, batch)
         return loc, cam
 

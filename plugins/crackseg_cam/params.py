@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from crackseg import ConfigError
+from crackseg_ridge import RidgeParams
 
 #: labeler name → pytorch-grad-cam class name. Methods that work for a binary
 #: classifier with only (model, target_layers). Adding a line adds a labeler.
@@ -90,8 +91,9 @@ class CamParams:
     patch_size: int | None = None
     #: stride between patches; null = half the patch size (overlaps are averaged)
     stride: int | None = None
-    #: prob = multiply each patch map by p(crack); hard = by 0/1; none = no gate
-    gate: Literal["prob", "hard", "none"] = tuned("prob", True)
+    #: prob = multiply each patch map by p(crack); hard = by 0/1; none = no gate; labels = the image's weak
+    #: labels (zero in its no-crack patches, every patch map at full strength; prob where it has none)
+    gate: Literal["prob", "hard", "none", "labels"] = tuned("prob", True)
     #: patches with p(crack) below this contribute nothing (prob and hard gates)
     gate_threshold: float = tuned(0.5, (0.1, 0.9))
     #: binary mask = soft >= threshold
@@ -111,7 +113,8 @@ class CamCrfParams:
     patch_size: int | None = None
     stride: int | None = None
     #: none = every patch map at full strength (a p(crack)-weighted unary is too weak: the CRF erases it)
-    gate: Literal["prob", "hard", "none"] = tuned("none", True)
+    #: labels = zero in the image's no-crack patches (its weak labels; none where it has none)
+    gate: Literal["prob", "hard", "none", "labels"] = tuned("none", True)
     gate_threshold: float = tuned(0.5, (0.1, 0.9))
     batch_size: int | None = None
     #: Gaussian kernel: spatial std (pixels) and weight
@@ -141,7 +144,8 @@ class CamLocationParams:
     cam_mode: Literal["patches", "whole"] | None = None
     #: stride of the patch CAMs (patches mode); null = half the patch size
     cam_stride: int | None = None
-    gate: Literal["prob", "hard", "none"] = tuned("prob", True)
+    #: labels = zero in the image's no-crack patches (its weak labels; prob where it has none)
+    gate: Literal["prob", "hard", "none", "labels"] = tuned("prob", True)
     gate_threshold: float = tuned(0.5, (0.1, 0.9))
     #: localisation grid: covering = every patch where it was taken; koenig = as König's code fills it
     #: (sized from the unpadded image: its last row is dropped when (h - patch) % stride != 0)
@@ -157,6 +161,29 @@ class CamLocationParams:
     close_iterations: int = tuned(1, (0, 4))
     #: binary = soft > threshold (0 = any non-zero pixel)
     threshold: float = tuned(0.0, (0.0, 0.5))
+    batch_size: int | None = None
+
+
+@dataclass
+class CamRidgeParams:
+    """Parameters of ``cam-ridge``: the classifier's CAM (or the weak labels) says where, the ridge map which pixels."""
+
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    #: CAM method (any CAM labeler name)
+    cam_method: str = tuned("gradcam", TUNE_CAM_METHODS)
+    patch_size: int | None = None
+    stride: int | None = None
+    #: labels = where the image has patch labels they say where (no-crack patches are zero), elsewhere the
+    #: p(crack)-gated CAM does; prob / hard / none = the CAM's patch gate everywhere
+    gate: Literal["prob", "hard", "none", "labels"] = tuned("labels", True)
+    gate_threshold: float = tuned(0.5, (0.1, 0.9))
+    #: the CAM, normalised to its maximum, is spread by a maximum filter of this size (pixels) so that a
+    #: crack's whole length survives where the CAM marks part of it
+    cam_spread: int = tuned(32, (0, 96))
+    #: what survives of the ridge map where the CAM is zero (0: the CAM alone decides where)
+    cam_floor: float = tuned(0.0, (0.0, 0.5))
+    #: the ridge map and its binarisation (the ``ridge`` labeler's parameters; its own ``gate`` is not used)
+    ridge: RidgeParams = field(default_factory=RidgeParams)
     batch_size: int | None = None
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+import crackseg
 from crackseg import DataError, Sample
 
 #: the 8 dihedral transforms: (number of 90° rotations, horizontal flip)
@@ -288,12 +289,15 @@ def build_refs(
     weak: WeakLabels | None = None,
     pad: bool = True,
 ) -> list[PatchRef]:
-    """Labelled patch references for ``samples``: from ``weak`` labels when given, else from masks.
+    """Labelled patch references for ``samples``, from the first source each sample has:
+
+    1. ``weak``: the deprecated ``classifier.weak_labels`` CSV (crackseg 0.1);
+    2. the sample's own weak labels (``sample.weak_labels()``: ``data.weak_labels``, class folders),
+       through :func:`labels_from_weak`;
+    3. its mask, on the classifier's grid (``min_crack_pixels``).
 
     ``pad``: the grid covers the whole image (padded) or only patches inside it (see :func:`patch_grid`).
-
-    A sample with neither a CSV entry nor a mask is skipped; masks are read one
-    at a time and dropped.
+    A sample with none of them is skipped; masks are read one at a time and dropped.
     """
     refs: list[PatchRef] = []
     for i, s in enumerate(samples):
@@ -308,7 +312,42 @@ def build_refs(
                             f"{weak.source}: patch at x={x}, y={y} of image {s.stem!r} lies outside "
                             f"the {w}x{h} image"
                         )
+        elif (labels := s.weak_labels()) is not None:
+            h, w = s.load_image().shape[:2]
+            triples = labels_from_weak(labels, size, stride, h, w, pad)
         elif s.has_mask:
             triples = labels_from_mask(s.mask(), size, stride, min_crack_pixels, pad)
         refs.extend(PatchRef(i, y, x, lab) for y, x, lab in triples)
     return refs
+
+
+def labels_from_weak(labels: crackseg.WeakLabels, size: int, stride: int, height: int, width: int,
+                     pad: bool = True) -> list[tuple[int, int, int]]:
+    """``(y, x, label)`` classifier patches from an image's weak labels.
+
+    Patch labels of the classifier's own size are used as they are. Otherwise every patch of the
+    classifier's grid is crack when it overlaps a crack patch, no-crack when no-crack patches cover it
+    entirely, and left out when the labels do not say (partly unlabelled). An image label without
+    patches labels every grid patch with it.
+    """
+    if labels.patches and all(p.size == size for p in labels.patches):
+        return sorted((p.y, p.x, int(p.crack)) for p in labels.patches if p.y < height and p.x < width)
+    ys, xs, _, _ = patch_grid(height, width, size, stride, pad)
+    if not labels.patches:
+        if labels.image is None:
+            return []
+        return [(y, x, int(labels.image)) for y in ys for x in xs]
+    crack = np.zeros((height, width), bool)
+    for p in labels.patches:
+        if p.crack:
+            crack[p.y : p.y + p.size, p.x : p.x + p.size] = True
+    region = labels.gate(height, width)
+    no_crack = ~region if region is not None else np.zeros((height, width), bool)
+    out = []
+    for y in ys:
+        for x in xs:
+            if crack[y : y + size, x : x + size].any():
+                out.append((y, x, 1))
+            elif no_crack[y : y + size, x : x + size].all():
+                out.append((y, x, 0))
+    return out

@@ -89,6 +89,8 @@ def to_gray(image: np.ndarray) -> np.ndarray:
         arr = arr.astype(np.float32) * scale
     else:
         arr = arr.astype(np.float32, copy=False)
+    if arr.ndim == 3 and arr.size == 0:
+        return np.zeros(arr.shape[:2], np.float32)
     if arr.ndim == 3:
         arr = cv2.cvtColor(np.ascontiguousarray(arr[:, :, :3]), cv2.COLOR_RGB2GRAY)
     return np.ascontiguousarray(arr)
