@@ -341,6 +341,7 @@ class LabelerContract:
         assert not np.asarray(empty.binary).any() and not np.asarray(empty.soft).any(), (
             f"{self.name}: an image whose weak labels say no crack got crack pixels")
         region = patches.gate(self.image_size, self.image_size)
+        assert region is not None
         assert not np.asarray(gated.binary)[~region].any() and not np.asarray(gated.soft)[~region].any(), (
             f"{self.name}: crack pixels in patches the weak labels call no-crack")
 
