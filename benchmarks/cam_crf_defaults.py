@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args.weights, args.augment = None, "random"  # benchmarks/labelers.py's defaults: the same classifier
     ckpt = bench_classifier(train, work, args)
     clf = load_classifier(ckpt, args.device)
-    ctx = LabelContext(device=args.device, work_dir=work, quiet=True, batch_size=64)
+    ctx = LabelContext(device=args.device, work_dir=work, quiet=True)
     today = (CamCrfParams.cam_method, CamCrfParams.gate, CamCrfParams.gate_threshold)
     print(f"cam-crf with pydensecrf's kernels; {args.arch} classifier in {ckpt}; pseudo-label F (binary masks, "
           f"pooled) on {len(annotated)} DeepCrack-train images: {', '.join(s.stem for s in annotated)}\n")

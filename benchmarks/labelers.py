@@ -13,6 +13,16 @@ photos) and scores CFD on the other images.
 ``--work DIR`` keeps the classifier and the studies: a rerun reuses them (a finished study runs
 no trial again).
 
+A labeler is ``NAME[:PRESET][,KEY=VALUE...][@W]``: ``KEY=VALUE`` set its parameters (YAML values), ``@W``
+gives the scored images weak labels, patch labels of W pixels derived from their masks (a patch is crack
+when it holds a crack pixel), as ``data.weak_labels: {source: masks, patch_size: W}`` does: what the
+``gate: labels`` of ``ridge``, ``cam-ridge`` and the CAM labelers reads. ``ridge`` trains nothing (the
+classifier is trained only when a row needs it). ``--deepcrack-train-images`` also scores DeepCrack-train,
+the images the classifier was trained on (pseudo-labels are made for training images).
+
+    .venv/bin/python benchmarks/labelers.py --images 0 --deepcrack-images 0 --deepcrack-train-images 0 \
+        --labelers ridge,gate=none ridge@128 ridge@64       # the training-free rows: ~2 min on 2 cores
+
     .venv/bin/python benchmarks/labelers.py                    # CPU: resnet18, short budget, ~10 min on 2 cores
     python benchmarks/labelers.py --device cuda --arch resnet50 --epochs 3 --patches-per-epoch 0 --images 0
     .venv/bin/python benchmarks/labelers.py --tune 20 --images 0 --deepcrack-images 60 --labelers gradcam cam-crf
@@ -41,6 +51,30 @@ def folder(root: Path, split: str, limit: int = 0) -> list:
     from crackseg.data.loading import load_samples
 
     return load_samples({"name": "folder", "root": str(root)}, split, limit)
+
+
+def with_weak_labels(samples: list, patch_size: int) -> list:
+    """The samples with weak labels of ``patch_size``-px patches derived from their masks (none for 0)."""
+    from crackseg.config.run_config import WeakLabelsConfig
+    from crackseg.data.loading import with_weak_labels as attach
+
+    return attach(samples, WeakLabelsConfig(source="masks", patch_size=patch_size) if patch_size
+                  else WeakLabelsConfig(source="none"))
+
+
+def parse_spec(spec: str) -> tuple[str, str, dict[str, Any], int]:
+    """``NAME[:PRESET][,KEY=VALUE...][@W]`` -> (row name, labeler, params, weak-label patch size)."""
+    import yaml
+
+    body, _, weak = spec.partition("@")
+    name, *sets = body.split(",")
+    name, _, preset = name.partition(":")
+    params: dict[str, Any] = {"preset": preset} if preset else {}
+    for item in sets:
+        key, _, value = item.partition("=")
+        params[key] = yaml.safe_load(value)
+    row = body + ("" if sets else " (defaults)") + (f", weak labels {weak} px" if weak else "")
+    return row, name, params, int(weak or 0)
 
 
 def scores(samples: list, labels: list) -> dict[str, float]:
@@ -85,31 +119,38 @@ def tuned_layers(paths: list[Path]) -> list[tuple[str, str, dict[str, Any]]]:
     return out
 
 
-def tune_labeler(spec: str, args: argparse.Namespace, work: Path, ckpt: Path) -> Path:
-    """``crackseg tune`` of labeler ``spec`` (NAME or NAME:PRESET) on the annotated images; its layer.
+def tune_labeler(spec: str, args: argparse.Namespace, work: Path, ckpt: Path | None) -> tuple[Path, int]:
+    """``crackseg tune`` of labeler ``spec`` (see :func:`parse_spec`) on the annotated images: its layer and the
+    weak-label patch size it was tuned with.
 
     ``--tune-on deepcrack``: the first ``--annotated`` DeepCrack-train images; ``cfd``: the first CFD images
     (which the CFD column then leaves out).
     """
     import subprocess
 
-    name, _, preset = spec.partition(":")
+    import crackseg
+
+    _, name, params, weak = parse_spec(spec)
     where = "" if args.tune_on == "deepcrack" else f"-{args.tune_on}"
-    out = work / f"tuned-{name}{'-' + preset if preset else ''}{where}.yaml"
+    slug = spec.replace(":", "-").replace(",", "-").replace("=", "").replace("@", "-w")
+    out = work / f"tuned-{slug}{where}.yaml"
     data, split = (args.deepcrack, "train") if args.tune_on == "deepcrack" else (args.cfd, "all")
     cmd = [str(Path(sys.executable).with_name("crackseg")), "tune", "--labeler", name, "--data", str(data),
            "--split", split, "--annotated", str(args.annotated), "--trials", str(args.tune), "--out", str(out),
-           "--device", args.device, "--quiet", "--objective", args.objective,
-           "--set", f"labeler.classifier.checkpoint={ckpt}"]
-    if preset:
-        cmd += ["--set", f"labeler.preset={preset}"]
+           "--device", args.device, "--quiet", "--objective", args.objective]
+    if ckpt is not None and crackseg.get_entry("labelers", name).plugin == "cam":
+        cmd += ["--set", f"labeler.classifier.checkpoint={ckpt}"]
+    for key, value in params.items():
+        cmd += ["--set", f"labeler.{key}={value}"]
+    if weak:
+        cmd += ["--set", "data.weak_labels.source=masks", "--set", f"data.weak_labels.patch_size={weak}"]
     t = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"crackseg tune of {spec} failed: {r.stderr.strip()}")
     print(f"  tuned {spec} in {time.perf_counter() - t:.0f} s: {r.stdout.strip().splitlines()[0]}",
           file=sys.stderr, flush=True)
-    return out
+    return out, weak
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=24, help="images per test set (0 = all: 118 CFD, 237 DeepCrack)")
     ap.add_argument("--deepcrack-images", type=int, default=None,
                     help="DeepCrack-test images (default: --images; 0 = all 237, -1 = none)")
+    ap.add_argument("--deepcrack-train-images", type=int, default=-1,
+                    help="also score this many DeepCrack-train images (0 = all 300, -1 = none)")
     ap.add_argument("--tune", type=int, default=0, metavar="TRIALS",
                     help="also tune every labeler with crackseg tune (TRIALS trials) and add the tuned rows")
     ap.add_argument("--annotated", type=int, default=10, help="images crackseg tune scores on")
@@ -134,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="tune on DeepCrack-train images, or on the first CFD images (then left out of the CFD column)")
     ap.add_argument("--objective", choices=["binary", "soft"], default="binary",
                     help="crackseg tune's objective: F of the binary masks, or ODS of the soft maps")
-    ap.add_argument("--labelers", nargs="+", default=LABELERS, help="NAME or NAME:PRESET")
+    ap.add_argument("--labelers", nargs="+", default=LABELERS, help="NAME[:PRESET][,KEY=VALUE...][@W]")
     ap.add_argument("--tuned", type=Path, nargs="*", default=[], help="YAML layers written by crackseg tune")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=None, help="folder for the classifier (default: temporary)")
@@ -162,28 +205,38 @@ def main(argv: list[str] | None = None) -> int:
     tests = {cfd_name: cfd[: args.images] if args.images else cfd}
     if dc_images >= 0:
         tests["DeepCrack-test"] = folder(args.deepcrack, "test", dc_images)
+    if args.deepcrack_train_images >= 0:
+        tests["DeepCrack-train"] = folder(args.deepcrack, "train", args.deepcrack_train_images)
     work = args.work or Path(tempfile.mkdtemp(prefix="labelers-bench-"))
-    t0 = time.perf_counter()
-    ckpt = bench_classifier(train, work, args)
-    train_s = time.perf_counter() - t0
-    m = json.loads(metrics_path(ckpt).read_text())
-    clf = load_classifier(ckpt, args.device)
-    ctx = LabelContext(device=args.device, work_dir=work, quiet=True, batch_size=64)
-    runs: list[tuple[str, str, dict[str, Any]]] = []
+    runs: list[tuple[str, str, dict[str, Any], int]] = []
     for spec in args.labelers:
-        name, _, preset = spec.partition(":")
-        runs.append((f"{spec} (defaults)", name, {"preset": preset} if preset else {}))
-    runs += tuned_layers(args.tuned)
+        runs.append(parse_spec(spec))
+    runs += [(r, n, p, 0) for r, n, p in tuned_layers(args.tuned)]
+    needs_classifier = any(crackseg.get_entry("labelers", n).plugin == "cam" for _, n, _, _ in runs)
+    train_s, m, clf = 0.0, {}, None
+    ckpt = None
+    if needs_classifier:
+        t0 = time.perf_counter()
+        ckpt = bench_classifier(train, work, args)
+        train_s = time.perf_counter() - t0
+        m = json.loads(metrics_path(ckpt).read_text())
+        clf = load_classifier(ckpt, args.device)
     if args.tune:
-        runs += tuned_layers([tune_labeler(spec, args, work, ckpt) for spec in args.labelers])
+        for spec in args.labelers:
+            layer, weak = tune_labeler(spec, args, work, ckpt)
+            runs += [(f"{r}" + (f", weak labels {weak} px" if weak else ""), n, p, weak)
+                     for r, n, p in tuned_layers([layer])]
+    ctx = LabelContext(device=args.device, work_dir=work, quiet=True)
     rows = []
-    for row_name, name, params in runs:
+    for row_name, name, params, weak in runs:
         params = {k: v for k, v in params.items() if k != "classifier"}
         lab = crackseg.create_labeler(name, **params)
-        lab.classifier = clf  # the one classifier trained above
+        if clf is not None and hasattr(lab, "classifier"):
+            lab.classifier = clf  # the one classifier trained above
         row: dict[str, Any] = {"labeler": row_name}
         seconds = images = 0.0
         for tname, samples in tests.items():
+            samples = with_weak_labels(samples, weak)
             t = time.perf_counter()
             labels = lab.label(samples, ctx)
             if args.device.startswith("cuda"):
@@ -198,11 +251,14 @@ def main(argv: list[str] | None = None) -> int:
 
     dev = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU ({args.threads} threads)"
     init = f"initialised from {args.weights}" if args.weights else "trained from random weights (no ImageNet file)"
-    print(f"\nclassifier: {args.arch}, {init}; {len(train)} DeepCrack-train images, {args.patch_size}-px patches, "
-          f"{args.epochs} epochs x {args.patches_per_epoch or 'all'} patches ({args.augment} augmentation), "
-          f"{train_s:.0f} s on {dev}")
-    print(f"held-out patches ({m['patches']}): accuracy {m['accuracy']:.3f}, precision {m['precision']:.3f}, "
-          f"recall {m['recall']:.3f}, F1 {m['f1']:.3f}")
+    if m:
+        print(f"\nclassifier: {args.arch}, {init}; {len(train)} DeepCrack-train images, {args.patch_size}-px "
+              f"patches, {args.epochs} epochs x {args.patches_per_epoch or 'all'} patches ({args.augment} "
+              f"augmentation), {train_s:.0f} s on {dev}")
+        print(f"held-out patches ({m['patches']}): accuracy {m['accuracy']:.3f}, precision {m['precision']:.3f}, "
+              f"recall {m['recall']:.3f}, F1 {m['f1']:.3f}")
+    else:
+        print(f"\nno patch classifier (no CAM labeler among the rows); {dev}")
     print("test images: " + ", ".join(f"{t} {len(s)}" for t, s in tests.items()) + "\n")
     head = " | ".join(f"{t} ODS | {t} OIS | {t} AP | {t} bin-F1" for t in tests)
     print(f"| labeler | {head} | s / image |")

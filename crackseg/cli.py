@@ -122,7 +122,8 @@ def measure_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes on this machine (starts torchrun; each uses one GPU on CUDA).")
 @click.option("--measure", "do_measure", is_flag=True,
-              help="Also measure the predicted cracks at the ODS threshold (RUN_DIR/measurements/).")
+              help="Also measure the predicted cracks (RUN_DIR/measurements/) at the ODS threshold "
+                   "(without masks to choose one: predict.threshold).")
 @measure_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or log lines (the table is still printed).")
 def run(precision: str | None, resume: bool, nproc: int, do_measure: bool, px_per_mm: float | None,

@@ -192,3 +192,34 @@ def test_the_cli_labels_every_cfd_photo(tmp_path):
     assert len(written) == 118 and len(list((out / "soft").glob("*.png"))) == 118
     mask = crackseg.read_gray(written[0])
     assert mask.shape == (320, 480) and set(np.unique(mask)) <= {0, 255} and 0 < (mask > 0).mean() < 0.2
+
+
+def test_the_no_annotation_path_labels_a_plain_folder_of_photos(tmp_path):
+    photos = tmp_path / "photos"
+    for i in range(3):
+        image = np.full((60, 80, 3), 150, np.uint8)
+        image[20 + 5 * i : 23 + 5 * i, :] = 50
+        crackseg.write_png(photos / f"p{i}.png", image)
+    assert crackseg.data_spec(str(photos))["name"] == "photos"
+    assert crackseg.data_spec(str(tmp_path / "nothing-here/"))["name"] == "folder"  # a missing folder: named as such
+    out = tmp_path / "labels"
+    r = run_main("label", "--labeler", "ridge", "--data", str(photos), "--split", "all", "--out", str(out), "--quiet",
+                 "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.glob("*.png")) == ["p0.png", "p1.png", "p2.png"]
+    assert (crackseg.read_gray(out / "p1.png")[25:28] > 0).mean() > 0.9
+
+
+def test_measuring_a_run_without_ground_truth_cuts_at_its_predict_threshold(tmp_path):
+    from crackseg.apps.measure import resolve_source
+
+    run = tmp_path / "run"
+    prob = np.zeros((40, 60), np.uint8)
+    prob[10:13, 5:55] = 90  # 0.35: crack at 0.3, not at 0.5
+    crackseg.write_png(run / "predictions" / "a.png", prob)
+    crackseg.write_text(run / "config.yaml", "predict: {threshold: 0.3}\n")
+    crackseg.write_json(run / "metrics.json", {"ods_threshold": None})
+    resolved = resolve_source(run, None)
+    assert resolved.threshold == pytest.approx(0.3)
+    crackseg.write_json(run / "metrics.json", {"ods_threshold": 0.61})
+    assert resolve_source(run, None).threshold == pytest.approx(0.61)

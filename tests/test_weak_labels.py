@@ -163,3 +163,23 @@ def test_an_empty_class_folder_is_one_line(tmp_path):
     (root / "no_crack").mkdir()
     with pytest.raises(DataError, match=r"no_crack: class folder holds no images"):
         crackseg.create_dataset("classes", root=str(root))
+
+
+def test_changed_weak_labels_are_new_pseudo_labels_for_the_cache():
+    from crackseg.labels.pseudo_labels import label_key
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    plain = crackseg.Sample("a", lambda: image, source="a")
+    one = crackseg.Sample("a", lambda: image, source="a", load_weak_labels=lambda: WeakLabels(image=True))
+    other = crackseg.Sample("a", lambda: image, source="a", load_weak_labels=lambda: WeakLabels(image=False))
+    keys = {label_key("fp", s) for s in (plain, one, other)}
+    assert len(keys) == 3
+    assert label_key("fp", plain) == label_key("fp", crackseg.Sample("a", lambda: image, source="a"))
+
+
+def test_the_demo_images_carry_32_px_patch_labels_from_their_masks():
+    ds = crackseg.create_dataset("synthetic", n_train=3, n_test=1, size=64)
+    for s in ds.samples("all"):
+        labels = s.weak_labels()
+        assert labels is not None and len(labels.patches) == 4 and labels.patches[0].size == 32
+        assert labels.crack == bool(s.mask().any())

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import csv
 import io as _io
-import json
 import math
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
@@ -297,7 +296,8 @@ def resolve_source(source: str | Path, threshold: float | None,
                    images: str | Path | Mapping[str, Path] | None = None) -> MeasureSource:
     """Masks to measure in ``source``: a run folder (its ``predictions/``) or a folder of masks.
 
-    For a run folder the threshold defaults to the run's ODS threshold (``metrics.json``) and
+    For a run folder the threshold defaults to the run's ODS threshold (``metrics.json``; its
+    ``predict.threshold`` when it had no ground truth to choose one) and
     overlays are drawn on the run's ``overlays/``; ``images`` (a folder) puts them on photos instead.
     """
     src = Path(source)
@@ -310,12 +310,12 @@ def resolve_source(source: str | Path, threshold: float | None,
         pred = src / "predictions"
         if not pred.is_dir():
             raise CracksegError(f"{src}: this run has no predictions/ yet; finish it (crackseg run --resume)")
-        if threshold is None:
-            metrics = src / "metrics.json"
-            try:
-                threshold = float(json.loads(metrics.read_text())["ods_threshold"])
-            except (OSError, ValueError, KeyError, TypeError):
-                raise CracksegError(f"{metrics}: missing or unreadable; pass --threshold T") from None
+        if threshold is None:  # the run's ODS threshold; without ground truth, its predict.threshold (as predict)
+            from crackseg.config.layers import load_yaml
+            from crackseg.prediction.thresholds import choose_threshold
+
+            predict = load_yaml(src / "config.yaml", what="run config").get("predict") or {}
+            threshold = choose_threshold(src, None, predict if isinstance(predict, dict) else {})[0]
         if (src / "overlays").is_dir():
             backgrounds = images_by_stem(src / "overlays")
         src = pred

@@ -198,3 +198,7 @@ def check_fits(labels: WeakLabels, lines: dict[str, int], height: int, width: in
             raise DataError(f"{labels.source}: line {line}: patch x={pl.x} y={pl.y} lies outside image {stem!r} "
                             f"({width}x{height})")
     return labels
+
+
+#: the public name of :func:`from_mask` (``crackseg.weak_labels_from_mask``)
+weak_labels_from_mask = from_mask

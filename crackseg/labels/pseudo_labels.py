@@ -40,7 +40,14 @@ def sample_identity(sample: Sample) -> str:
 
 
 def label_key(fingerprint: str, sample: Sample) -> str:
-    return hashlib.sha256(f"{fingerprint}\n{sample_identity(sample)}".encode()).hexdigest()
+    """The cache key of one sample's pseudo-label: the labeler's fingerprint, the image and its weak labels (a
+    labeler may read them: changed weak labels are new labels)."""
+    key = f"{fingerprint}\n{sample_identity(sample)}"
+    weak = sample.weak_labels()
+    if weak is not None:
+        patches = ";".join(f"{p.x},{p.y},{p.size},{int(p.crack)}" for p in weak.patches)
+        key += f"\nweak:{weak.image}|{patches}"
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def label_paths(out_dir: Path, stem: str) -> tuple[Path, Path, Path]:

@@ -78,7 +78,8 @@ DEMO_CLASSIFIER: dict[str, Any] = {
 
 @crackseg.hookimpl
 def register_labelers(register: Any) -> None:
-    demo = {"classifier": DEMO_CLASSIFIER}
+    # demo data carries patch labels (the synthetic images' 32-px weak labels): they gate every CAM labeler
+    demo = {"classifier": DEMO_CLASSIFIER, "gate": "labels"}
     for name, cls in CAM_METHODS.items():
         register(name, _cam_factory(name), params=CamParams, demo=demo,
                  description=_CAM_DESCRIPTIONS.get(name, f"{cls} (pytorch-grad-cam) of a patch classifier"))

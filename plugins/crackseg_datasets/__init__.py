@@ -10,9 +10,18 @@ from typing import Any
 
 import crackseg
 
-from .params import CFDParams, ClassesParams, Crack500Params, DeepCrackParams, FolderParams, SyntheticParams
+from .params import (
+    CFDParams,
+    ClassesParams,
+    Crack500Params,
+    DeepCrackParams,
+    FolderParams,
+    PhotosParams,
+    SyntheticParams,
+)
 
-__all__ = ["CFDParams", "ClassesParams", "Crack500Params", "DeepCrackParams", "FolderParams", "SyntheticParams"]
+__all__ = ["CFDParams", "ClassesParams", "Crack500Params", "DeepCrackParams", "FolderParams", "PhotosParams",
+           "SyntheticParams"]
 
 
 def _build_synthetic(**params: Any) -> Any:
@@ -37,6 +46,18 @@ def _is_class_layout(path: Any) -> bool:
     from .classes import is_class_layout
 
     return is_class_layout(path)
+
+
+def _build_photos(**params: Any) -> Any:
+    from .classes import build_photos
+
+    return build_photos(**params)
+
+
+def _is_photo_folder(path: Any) -> bool:
+    from .classes import is_photo_folder
+
+    return is_photo_folder(path)
 
 
 def _build_cfd(**params: Any) -> Any:
@@ -84,6 +105,13 @@ def register_datasets(register: Any) -> None:
         description="a crack classification set: crack/ + no_crack/ folders (Positive/Negative, SDNET2018 CD/UD); "
                     "image-level weak labels, no masks",
         opens={"param": "root", "when": _is_class_layout},  # --data PATH of class folders
+    )
+    register(
+        "photos",
+        _build_photos,
+        params=PhotosParams,
+        description="a plain folder of photos, no masks, no labels: every photo is labelled, trained on and predicted",
+        opens={"param": "root", "when": _is_photo_folder},  # --data PATH of photos
     )
     register(
         "cfd",

@@ -80,3 +80,20 @@ def build_classes(root: str, crack_folders: Sequence[str] = (), no_crack_folders
 
 def _constant(labels: WeakLabels):  # noqa: ANN202 - a loader
     return lambda: labels
+
+
+# -- a plain folder of photos ------------------------------------------------------------------------------
+def is_photo_folder(root: Path) -> bool:
+    """Whether ``root`` holds images itself (no ``images/`` sub-folder, no class folders)."""
+    return not (root / "images").is_dir() and bool(images_by_stem(root)) and not is_class_layout(root)
+
+
+def build_photos(root: str) -> ListDataset:
+    """Every image of ``root`` (not recursive), no masks, no labels: splits ``train``, ``test`` and ``all`` are
+    all of them (a run labels them, trains on its labels and predicts them all)."""
+    base = require_root(root, "photos")
+    images = images_by_stem(base)
+    if not images:
+        raise DataError(f"{base}: no images found ({', '.join(crackseg.IMAGE_SUFFIXES)})")
+    samples = [file_sample(p, None, stem) for stem, p in images.items()]
+    return ListDataset(f"photos:{base}", {"train": samples, "test": samples, "all": samples})

@@ -99,3 +99,11 @@ class ClassesParams:
     no_crack_folders: list[str] = field(default_factory=list)
     #: fraction of images put in ``test`` (by SHA-1 of the stem)
     test_fraction: float = 0.2
+
+
+@dataclass
+class PhotosParams:
+    """A plain folder of photos: no masks, no labels (the no-annotation path)."""
+
+    #: the folder holding the photos (required)
+    root: str = field(default="", metadata={"path": "folder"})

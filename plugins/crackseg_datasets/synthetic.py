@@ -21,6 +21,10 @@ How an image is made (numpy + OpenCV, a few milliseconds at 128x128):
 4. **Light.** An illumination gradient and vignette, soft cast shadows (a
    wavy-edged half-plane, sometimes a pole's band), a colour tint, a slight
    blur, sensor noise and usually a JPEG round trip.
+
+Each image also carries weak labels, as a user's photos would: crack / no crack for every 32-px
+patch, derived from its exact mask (``sample.weak_labels()``; the ``gate: labels`` of the labelers
+reads them).
 """
 
 from __future__ import annotations
@@ -34,9 +38,12 @@ from pathlib import Path
 
 import numpy as np
 
+import crackseg
 from crackseg import ConfigError, ListDataset, Sample
 
 STYLES: tuple[str, ...] = ("pavement", "concrete")
+#: the demo images' weak labels: crack / no crack per patch of this many pixels (a quarter of a 128-px image)
+WEAK_PATCH = 32
 _SUPERSAMPLE = 4
 _GOLDEN = 0.6180339887498949
 
@@ -79,6 +86,7 @@ class SyntheticDataset(ListDataset):
             load_image=_SynthLoader(key, 0),
             load_mask=_SynthLoader(key, 1),
             source=f"{self.name}:{stem}",
+            load_weak_labels=_SynthWeakLabels(key),
         )
 
 
@@ -107,6 +115,18 @@ class _SynthLoader:
 
     def __call__(self) -> np.ndarray:
         return _CACHE.get(self.key)[self.part].copy()
+
+
+class _SynthWeakLabels:
+    """Picklable ``load_weak_labels``: patch labels of :data:`WEAK_PATCH` pixels from the exact mask (what a
+    user of such photos would have marked: crack / no crack per patch)."""
+
+    def __init__(self, key: tuple) -> None:
+        self.key = key
+
+    def __call__(self) -> crackseg.WeakLabels:
+        mask = _CACHE.get(self.key)[1]
+        return crackseg.weak_labels_from_mask(mask, WEAK_PATCH, source=f"synthetic, {WEAK_PATCH}-px patches")
 
 
 class _PairCache:
