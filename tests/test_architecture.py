@@ -43,7 +43,7 @@ CORE_WORDS = {
         "file", "csv", "pad",
         # crack measurements (crackseg measure) and image processing words a ridge filter shares
         "method", "min_area", "min_width", "max_width", "percentile", "levels", "binarise", "low", "high", "scales",
-        "flatten",
+        "flatten", "photos",
     )},
 }
 

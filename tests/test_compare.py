@@ -153,7 +153,8 @@ def test_paper_grid_cells_are_shared_between_tables():
     names = [c.name for c in grid.cells]
     assert names == [
         "gradcam+deepcrack-liu", "cam-crf+deepcrack-liu", "cam-location+deepcrack-liu", "gradcam+deepcrack-liu+cac",
-        "cam-location+crackclip", "fsv+crackclip+focal+dice", "fsv+crackclip+focal+dice+edge",
+        "cam-location+crackclip", "ridge+unet-original", "ridge+oed", "ridge+crackclip", "cam-ridge+unet-original",
+        "cam-ridge+oed", "cam-ridge+crackclip", "fsv+crackclip+focal+dice", "fsv+crackclip+focal+dice+edge",
         "cam-crf+crackclip+focal+dice", "cam-crf+crackclip+focal+dice+edge",
         "cam-location+crackclip+focal+dice+edge", "cam-crf+unet-original", "cam-crf+deepcrack-zou", "cam-crf+oed",
         "cam-location+crackclip+generic+focal+dice", "cam-location+crackclip+generic+focal+dice+edge",
@@ -169,6 +170,9 @@ def test_paper_grid_cells_are_shared_between_tables():
     assert rows["table3", "cam-crf+crackclip"].cell == rows["table2", "cam-crf+crackclip+focal+dice"].cell
     # PWSC = Table 3's DeepCrack1 on CAM-CRF labels
     assert rows["table1", "pwsc"].cell == rows["table3", "cam-crf+deepcrack-liu"].cell == 1
+    # crackseg's rows: ridge on the images alone (no weak labels in the cell's data section)
+    ridge = grid.cells[rows["table1", "ridge+oed"].cell]
+    assert ridge.config["labeler"]["name"] == "ridge" and "weak_labels" not in ridge.config["data"]
     # CAC is a cell of its own: DeepCrack1 on Grad-CAM maps with the cac trainer and its recipe
     cac = grid.cells[rows["table1", "cac"].cell]
     assert cac.config["trainer"]["name"] == "cac" and cac.config["labeler"]["name"] == "gradcam"

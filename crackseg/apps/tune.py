@@ -413,6 +413,10 @@ def summarise(study: Any, ran: int = 0) -> TuneResult:
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
+        refused = [t.user_attrs["refused"] for t in trials if t.user_attrs.get("refused")]
+        if refused and len(refused) == len(trials):  # the search space holds nothing the labeler accepts
+            raise ConfigError(f"study {study.study_name!r}: the labeler refused every trial's values: {refused[0]}; "
+                              f"narrow the range (--param) to values it accepts")
         raise CracksegError(f"study {study.study_name!r}: no trial completed (every one was pruned or failed); "
                             f"rerun with more --trials or --no-prune")
     best = max(complete, key=lambda t: (t.value, -t.number))  # ties: the earliest trial
