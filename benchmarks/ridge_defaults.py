@@ -40,7 +40,6 @@ numbers reported after the choice, never used for it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import multiprocessing as mp
 import os
 import sys
@@ -50,6 +49,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
+from crackseg_datasets.common import hash_split  # the folder dataset's split rule
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 VARIANTS = ("ungated", "gated64", "gated128")
@@ -106,19 +107,6 @@ def read_split(path: Path) -> list[str]:
                 break
         seen.setdefault(name, None)
     return list(seen)
-
-
-def hash_split(stems: list[str], test_fraction: float) -> tuple[list[str], list[str]]:
-    """The project's split rule (crackseg_datasets.common.hash_split), replicated: SHA-1 rank, first k test."""
-    n = len(stems)
-    k = round(test_fraction * n)
-    if n >= 2 and test_fraction > 0:
-        k = max(k, 1)
-    if n >= 2 and test_fraction < 1:
-        k = min(k, n - 1)
-    ranked = sorted(stems, key=lambda s: (hashlib.sha1(s.encode("utf-8")).hexdigest(), s))
-    test = set(ranked[:k])
-    return [s for s in stems if s not in test], [s for s in stems if s in test]
 
 
 def find(folder: Path, stem: str, exts: tuple[str, ...]) -> Path:

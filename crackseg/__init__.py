@@ -85,7 +85,13 @@ if TYPE_CHECKING:  # pragma: no cover - what a type checker sees of the lazy nam
     from crackseg.config.search_space import TuneParam, declared_space
     from crackseg.data.factory import create_dataset
     from crackseg.data.samples import CrackDataset, ListDataset, Sample, file_sample
-    from crackseg.data.weak_labels import PatchLabel, WeakLabels, label_from_word, weak_labels_from_mask
+    from crackseg.data.weak_labels import (
+        PatchLabel,
+        WeakLabels,
+        label_from_word,
+        read_weak_labels_csv,
+        weak_labels_from_mask,
+    )
     from crackseg.evaluation.metrics import MetricAccumulator, MetricsResult, evaluate_dirs
     from crackseg.labels.contract import LabelContext, Labeler, LabelFiles, PseudoLabel
     from crackseg.labels.factory import create_labeler

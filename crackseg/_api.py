@@ -35,7 +35,8 @@ _export("crackseg.config.search_space", "TuneParam", "declared_space")
 _export("crackseg.config.run_config", "TrainConfig", "data_spec")
 # -- data: samples, datasets ------------------------------------------------------------------
 _export("crackseg.data.samples", "Sample", "CrackDataset", "ListDataset", "file_sample")
-_export("crackseg.data.weak_labels", "WeakLabels", "PatchLabel", "label_from_word", "weak_labels_from_mask")
+_export("crackseg.data.weak_labels", "WeakLabels", "PatchLabel", "label_from_word", "weak_labels_from_mask",
+        "read_weak_labels_csv")
 _export("crackseg.data.factory", "create_dataset")
 # -- labels: phase 1 --------------------------------------------------------------------------
 _export("crackseg.labels.contract", "PseudoLabel", "LabelContext", "Labeler", "LabelFiles")

@@ -202,3 +202,8 @@ def check_fits(labels: WeakLabels, lines: dict[str, int], height: int, width: in
 
 #: the public name of :func:`from_mask` (``crackseg.weak_labels_from_mask``)
 weak_labels_from_mask = from_mask
+
+
+def read_weak_labels_csv(path: str | Path) -> dict[str, WeakLabels]:
+    """The weak labels of a CSV file by image stem (:func:`read_csv` without the row numbers)."""
+    return {stem: labels for stem, (labels, _) in read_csv(path).items()}

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,66 +116,17 @@ class WeakLabels:
         return []
 
 
-_TRUE = {"1", "crack", "true", "yes", "positive", "pos"}
-_FALSE = {"0", "no_crack", "nocrack", "no-crack", "normal", "false", "no", "negative", "neg"}
-
-
-def _parse_label(text: str, where: str) -> int:
-    t = text.strip().lower()
-    if t in _TRUE:
-        return 1
-    if t in _FALSE:
-        return 0
-    raise DataError(f"{where}: label {text!r} is not crack/no_crack (use 1 or 0)")
-
-
-def _parse_int(text: str, name: str, where: str) -> int:
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise DataError(f"{where}: {name} {text!r} is not an integer") from None
-    if value < 0 or (name == "size" and value == 0):
-        raise DataError(f"{where}: {name} must be {'positive' if name == 'size' else '>= 0'}, got {value}")
-    return value
-
-
 def read_weak_label_csv(path: str | Path) -> WeakLabels:
-    """Read weak labels: rows ``stem,x,y,size,label`` (one patch) or ``stem,label`` (whole image).
-
-    A header row (first cell ``stem`` or ``image``) is skipped; blank lines and
-    ``#`` comments are ignored. Any malformed row raises :class:`DataError`
-    naming the file and line.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: weak-label CSV file not found (set classifier.weak_labels to an existing file)")
+    """The deprecated ``classifier.weak_labels`` CSV, read by crackseg's own reader (``crackseg.read_weak_labels_csv``:
+    rows ``stem,x,y,size,label`` or ``stem,label``; a bad row is one DataError naming file and line)."""
     patches: dict[tuple[str, int, int, int], int] = {}
     images: dict[str, int] = {}
-    with open(p, newline="", encoding="utf-8") as fh:
-        for lineno, row in enumerate(csv.reader(fh), start=1):
-            cells = [c.strip() for c in row]
-            if not cells or all(not c for c in cells) or cells[0].startswith("#"):
-                continue
-            where = f"{p}: line {lineno}"
-            if lineno == 1 and cells[0].lower() in ("stem", "image", "name"):
-                continue
-            if len(cells) == 2:
-                images[cells[0]] = _parse_label(cells[1], where)
-            elif len(cells) == 5:
-                stem = cells[0]
-                x = _parse_int(cells[1], "x", where)
-                y = _parse_int(cells[2], "y", where)
-                size = _parse_int(cells[3], "size", where)
-                patches[(stem, x, y, size)] = _parse_label(cells[4], where)
-            else:
-                raise DataError(
-                    f"{where}: expected 5 columns (stem,x,y,size,label) or 2 (stem,label), got {len(cells)}"
-                )
-            if not cells[0]:
-                raise DataError(f"{where}: empty image stem")
-    if not patches and not images:
-        raise DataError(f"{p}: weak-label CSV has no rows")
-    return WeakLabels(patches=patches, images=images, source=str(p))
+    for stem, labels in crackseg.read_weak_labels_csv(path).items():
+        if labels.image is not None:
+            images[stem] = int(labels.image)
+        for p in labels.patches:
+            patches[(stem, p.x, p.y, p.size)] = int(p.crack)
+    return WeakLabels(patches=patches, images=images, source=str(path))
 
 
 # -- dataset --------------------------------------------------------------------------
