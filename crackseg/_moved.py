@@ -120,6 +120,7 @@ class _Alias(ModuleType):
         home = NAMES.get(self._old, {}).get(name, self._new)
         value = getattr(importlib.import_module(home), name)
         _warn(f"{self._old}.{name}", _spelling(home, name))
+        self.__dict__[name] = value  # one warning per name and process
         return value
 
     def __dir__(self) -> list[str]:
@@ -161,13 +162,14 @@ def package_getattr(package: str) -> Callable[[str], Any]:
     """The module ``__getattr__`` of a stage package whose name was a 0.1 module: old names, with a warning."""
 
     def __getattr__(name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
+        if name.startswith("__") or importlib.util.find_spec(f"{package}.{name}") is not None:
+            raise AttributeError(name)  # a submodule of the stage: the import system loads it, no warning
         for home in PACKAGES[package]:
             module = importlib.import_module(home)
             if hasattr(module, name):
                 value = getattr(module, name)
                 _warn(f"{package}.{name}", _spelling(home, name))
+                setattr(sys.modules[package], name, value)  # one warning per name and process
                 return value
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
