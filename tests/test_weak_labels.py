@@ -183,3 +183,19 @@ def test_the_demo_images_carry_32_px_patch_labels_from_their_masks():
         labels = s.weak_labels()
         assert labels is not None and len(labels.patches) == 4 and labels.patches[0].size == 32
         assert labels.crack == bool(s.mask().any())
+
+
+def test_a_csv_for_the_whole_data_set_labels_each_split(tmp_path):
+    from crackseg.data.loading import split_of
+
+    data = crackseg.write_tiny_dataset(tmp_path / "data", n=6)
+    ds = crackseg.create_dataset("folder", root=str(data))
+    train, test = ds.samples("train"), ds.samples("test")
+    rows = [f"{s.stem},{int(i % 2)}" for i, s in enumerate(train + test)]
+    (tmp_path / "w.csv").write_text("\n".join(rows) + "\n")
+    config = {"source": "csv", "path": str(tmp_path / "w.csv")}
+    got = split_of(ds, "train", weak_labels=config)
+    assert [s.weak_labels().image for s in got] == [bool(i % 2) for i in range(len(train))]
+    (tmp_path / "w.csv").write_text("\n".join(rows) + "\nghost,1\n")
+    with pytest.raises(DataError, match=f"line {len(rows) + 1}: image 'ghost' is not in the data set"):
+        split_of(ds, "test", weak_labels=config)

@@ -31,7 +31,11 @@ def split_of(dataset: CrackDataset, split: str, limit: int = 0, name: str = "",
         return samples
     config = weak_labels if isinstance(weak_labels, WeakLabelsConfig) else build(
         WeakLabelsConfig, dict(weak_labels), "data.weak_labels")
-    return with_weak_labels(samples, config)
+    known = None
+    if config.source == "csv":  # a CSV lists the whole data set's images, not one split's
+        with blamed("datasets", name or getattr(dataset, "name", "?"), "listing its splits"):
+            known = {s.stem for split_name in dataset.splits() for s in dataset.samples(split_name)}
+    return with_weak_labels(samples, config, known)
 
 
 def load_samples(section: Mapping[str, Any], split: str, limit: int = 0) -> list[Sample]:
@@ -54,12 +58,13 @@ def test_samples(section: Mapping[str, Any]) -> list[Sample]:
 
 
 # -- weak labels ------------------------------------------------------------------------------------------
-def with_weak_labels(samples: Sequence[Sample], config: WeakLabelsConfig) -> list[Sample]:
+def with_weak_labels(samples: Sequence[Sample], config: WeakLabelsConfig,
+                     known_stems: set[str] | None = None) -> list[Sample]:
     """``samples`` carrying the weak labels ``config`` (``data.weak_labels``) asks for.
 
-    ``csv``: every stem of the file must be an image of the split (checked here, before any work: a
-    stem with no image is one line naming the file and line); a patch outside its image is found when
-    that sample's labels are first read.
+    ``csv``: every stem of the file must be an image of the data set (``known_stems``; by default the stems of
+    ``samples``), checked here, before any work: a stem with no image is one line naming the file and line; a
+    patch outside its image is found when that sample's labels are first read.
     """
     if config.source == "auto":
         return list(samples)
@@ -70,7 +75,7 @@ def with_weak_labels(samples: Sequence[Sample], config: WeakLabelsConfig) -> lis
     if not config.path:
         raise DataError("data.weak_labels.source is csv but data.weak_labels.path names no file")
     table = read_csv(config.path)
-    stems = {s.stem for s in samples}
+    stems = known_stems if known_stems is not None else {s.stem for s in samples}
     unknown = [stem for stem in table if stem not in stems]
     if unknown:
         first = min(table[unknown[0]][1].values(), default=0)
