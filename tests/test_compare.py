@@ -445,3 +445,25 @@ def test_interrupted_compare_continues(site, tmp_path):
     m = json.loads((long_dir / "metrics.json").read_text())
     assert m["epochs_done"] == 400
     assert "| long |" in r.stdout and "| quick |" in r.stdout
+
+
+def test_a_row_setting_that_a_preset_would_drop_is_one_line(tmp_path):
+    """A preset's data section names its dataset and replaces the row's: the row's data keys would vanish."""
+    from crackseg.apps.compare import load_grid
+    from crackseg.base.errors import ConfigError
+
+    base = ("tests: [{id: a, run_test: true}]\n"
+            "presets: {small: {shared: {data: {name: synthetic, n_train: 4, n_test: 2}, train: {epochs: 1}}}}\n")
+    dropped = base + ("tables: [{id: t, rows: [{id: r, labeler: ridge, backbone: unet, "
+                      "set: {data: {weak_labels: {source: masks}}}}]}]")
+    p = tmp_path / "g.yaml"
+    p.write_text(dropped)
+    with pytest.raises(ConfigError, match=r"t row 'r': set.data.weak_labels.source does not reach the cell's "
+                                          r"config: preset 'small' replaces that section"):
+        load_grid(p, "small")
+    # a key the preset sets itself is overridden on purpose, and a key that reaches the cell is fine
+    kept = base + ("tables: [{id: t, rows: [{id: r, labeler: ridge, backbone: unet, "
+                   "set: {train: {epochs: 3, batch_size: 2}}}]}]")
+    p.write_text(kept)
+    cell = load_grid(p, "small").cells[0]
+    assert cell.config["train"]["epochs"] == 1 and cell.config["train"]["batch_size"] == 2

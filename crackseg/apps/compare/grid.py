@@ -35,7 +35,7 @@ from typing import Any, Literal
 from crackseg.base import schema
 from crackseg.base.errors import ConfigError, CracksegError
 from crackseg.base.hashing import content_key
-from crackseg.config.layers import deep_merge, load_yaml
+from crackseg.config.layers import deep_merge, flatten, load_yaml
 from crackseg.config.run_config import resolve_config
 
 
@@ -367,6 +367,8 @@ def expand(raw: dict[str, Any], preset: str | None = None, overrides: dict[str, 
             cdict = schema.to_dict(cfg)
             for k in ("out", "device", "shared_dir"):
                 cdict.pop(k, None)
+            _check_row_settings(row.get("set") or {}, layers[layers.index(row_layer) + 2:], cdict,
+                                f"{name}: {tid} row {row['id']!r}", preset)
             key = content_key(cdict)
             if key not in by_key:
                 by_key[key] = len(cells)
@@ -477,6 +479,26 @@ def _plugin(value: Any, what: str, where: str) -> dict[str, Any]:
 def _auto_id(lab: str, bb: str, prompts: Any, loss: Any, trainer: Any = None) -> str:
     parts = [lab, bb] + [str(x) for x in (trainer, prompts, loss) if x]
     return "+".join(parts)
+
+
+def _check_row_settings(row_set: dict[str, Any], later: list[dict[str, Any]], resolved: dict[str, Any], where: str,
+                        preset: str) -> None:
+    """A row's ``set`` key that the cell's config lost, one line: a later layer replaced its whole section.
+
+    (A preset's ``data:`` names a dataset and so replaces the data section; a row's ``set: {data: {...}}``
+    would vanish without a word.) Keys that a later layer sets itself are overridden on purpose.
+    """
+    merged: dict[str, Any] = {}
+    for layer in later:
+        merged = deep_merge(merged, layer)
+    overridden = set(flatten(merged))
+    present = flatten(resolved)
+    for dotted in flatten(row_set):
+        if dotted in overridden or dotted in present or any(k.startswith(dotted + ".") for k in present):
+            continue
+        raise ConfigError(f"{where}: set.{dotted} does not reach the cell's config: preset {preset!r} replaces that "
+                          f"section (a section that names its plugin or dataset replaces the row's); set it in "
+                          f"presets.{preset}.labelers / backbones instead, or drop it")
 
 
 def _cell_name(row: dict[str, Any], used: set[str], key: str) -> str:
