@@ -45,7 +45,7 @@ MODULES: dict[str, str] = {
     "crackseg.svg": "crackseg.base.svg",
     "crackseg.sanity": "crackseg.base.sanity",
     "crackseg.components": "crackseg.plugins.factory",
-    "crackseg.plugins.report": "crackseg.plugins.listing",
+    "crackseg.plugins.report": "crackseg.plugins.inventory",
     "crackseg.layers": "crackseg.config.layers",
     "crackseg.search_space": "crackseg.config.search_space",
     "crackseg.run_folder": "crackseg.config.run_folder",

@@ -1,7 +1,7 @@
 """The text of ``crackseg list`` (registered components) and ``crackseg plugins`` (``--check``, ``--json``).
 
 What a plugin reports about itself (its lines, its JSON, the checks) is
-:mod:`crackseg.plugins.listing`; this module lays it out for the two commands.
+:mod:`crackseg.plugins.inventory`; this module lays it out for the two commands.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from collections.abc import Iterator
 
 from crackseg.base.errors import CracksegError
 from crackseg.plugins import registry
-from crackseg.plugins.listing import check_plugins, plugin_lines, plugins_json
+from crackseg.plugins.inventory import check_plugins, plugin_lines, plugins_json
 from crackseg.plugins.manager import PluginManager
 
 
 def plugins_report(manager: PluginManager, *, as_json: bool = False, check: bool = False) -> tuple[list[str], int]:
     """The lines ``crackseg plugins`` prints and its exit status (1: ``--check`` found a problem).
 
-    ``check`` runs the cheap contract checks (:func:`crackseg.plugins.listing.check_plugins`);
+    ``check`` runs the cheap contract checks (:func:`crackseg.plugins.inventory.check_plugins`);
     ``as_json`` gives one JSON document instead of text.
     """
     if check:
