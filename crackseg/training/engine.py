@@ -131,35 +131,28 @@ class Engine:
             settings = EngineSettings(**legacy)
         elif legacy:
             raise TypeError(f"Engine: give either settings or keyword arguments, not both ({', '.join(legacy)})")
-        self.settings = settings
-        st = settings
-        device, env, checkpoint_path, epochs, meta, kind = (st.device, st.env, st.checkpoint_path, st.epochs, st.meta,
-                                                            st.kind)
-        precision, grad_clip, max_steps, time_budget_s = st.precision, st.grad_clip, st.max_steps, st.time_budget_s
-        num_workers, seed, resume, quiet, log, loggers = (st.num_workers, st.seed, st.resume, st.quiet, st.log,
-                                                          st.loggers)
-        label, log_dir, log_config = st.label, st.log_dir, st.log_config
-        self.device = device
-        self.env = env
-        self.model = model.to(device)
-        self.checkpoint_path = Path(checkpoint_path)
-        self.epochs_total = epochs
-        self.meta = dict(meta or {})
-        self.kind = kind
-        self.grad_clip = grad_clip
-        self.max_steps = max_steps
-        self.time_budget_s = time_budget_s
-        self.num_workers = auto_workers(num_workers)
-        self.seed = seed
-        self.resume = resume
-        self.quiet = quiet
-        self.log = log or (lambda _msg: None)
-        self.loggers = list(loggers)
-        self.label = label
-        self.log_dir = Path(log_dir) if log_dir is not None else self.checkpoint_path.parent
-        self.log_config = dict(log_config or {})
+        self.settings = st = settings
+        self.device = st.device
+        self.env = st.env
+        self.model = model.to(st.device)
+        self.checkpoint_path = Path(st.checkpoint_path)
+        self.epochs_total = st.epochs
+        self.meta = dict(st.meta or {})
+        self.kind = st.kind
+        self.grad_clip = st.grad_clip
+        self.max_steps = st.max_steps
+        self.time_budget_s = st.time_budget_s
+        self.num_workers = auto_workers(st.num_workers)
+        self.seed = st.seed
+        self.resume = st.resume
+        self.quiet = st.quiet
+        self.log = st.log or (lambda _msg: None)
+        self.loggers = list(st.loggers)
+        self.label = st.label
+        self.log_dir = Path(st.log_dir) if st.log_dir is not None else self.checkpoint_path.parent
+        self.log_config = dict(st.log_config or {})
         self._loggers_started = False
-        self.amp_dtype = amp_dtype(precision, device)
+        self.amp_dtype = amp_dtype(st.precision, st.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
         #: progress: the next epoch to run, optimiser steps so far, one row per finished epoch
         self.start_epoch, self.step = 0, 0
