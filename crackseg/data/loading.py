@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -87,6 +88,8 @@ def with_weak_labels(samples: Sequence[Sample], config: WeakLabelsConfig,
 
 
 def _from_mask(sample: Sample, config: WeakLabelsConfig) -> Callable[[], WeakLabels]:
+    # computed once per sample: the label cache key and the labeler both ask (a mask read each time otherwise)
+    @functools.cache
     def load() -> WeakLabels:
         return from_mask(sample.mask(), config.patch_size, config.min_crack_pixels)
 
@@ -94,6 +97,8 @@ def _from_mask(sample: Sample, config: WeakLabelsConfig) -> Callable[[], WeakLab
 
 
 def _from_csv(sample: Sample, labels: WeakLabels, lines: dict[str, int]) -> Callable[[], WeakLabels]:
+    # checked once per sample against its image's size (an image decoded each time otherwise)
+    @functools.cache
     def load() -> WeakLabels:
         if not labels.patches:
             return labels
