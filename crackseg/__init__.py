@@ -61,6 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover - what a type checker sees of the lazy nam
         CracksegError,
         DataError,
         PluginError,
+        StorageError,
         UnknownComponentError,
         UnknownPluginError,
     )

@@ -16,7 +16,7 @@ def _export(module: str, *names: str) -> None:
 
 
 # -- errors -------------------------------------------------------------------------
-_export("crackseg.base.errors", "CracksegError", "ConfigError", "DataError", "PluginError",
+_export("crackseg.base.errors", "CracksegError", "ConfigError", "DataError", "StorageError", "PluginError",
         "UnknownComponentError", "UnknownPluginError")
 # -- files, images and plain data ---------------------------------------------------------
 _export("crackseg.base.io", "IMAGE_SUFFIXES", "read_image", "read_gray", "read_mask", "image_shape",

@@ -27,7 +27,8 @@ from crackseg.apps.scaffold import KINDS as SCAFFOLD_KINDS
 from crackseg.apps.scaffold import new_plugin
 from crackseg.base.console import error_line, warn
 from crackseg.base.distributed import detect, end_worker, joined_a_process_group
-from crackseg.base.errors import CracksegError
+from crackseg.base.errors import CracksegError, StorageError
+from crackseg.base.storage import DISK_FULL, storage_error
 from crackseg.config.assembly import command_run_config
 from crackseg.config.assembly import run_config_from_options as build_config  # noqa: F401 (its old name; tests import it)
 from crackseg.config.run_config import PROTOCOLS, to_yaml
@@ -119,6 +120,7 @@ def measure_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--precision", type=click.Choice(["32", "16-mixed", "bf16-mixed"]),
               help="Mixed precision on CUDA (ignored on CPU).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
+@click.option("--wait", is_flag=True, help="When another run is working in --out, wait for it to end (default: stop).")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes on this machine (starts torchrun; each uses one GPU on CUDA).")
 @click.option("--measure", "do_measure", is_flag=True,
@@ -126,7 +128,7 @@ def measure_options(f: Callable[..., Any]) -> Callable[..., Any]:
                    "(without masks to choose one: predict.threshold).")
 @measure_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or log lines (the table is still printed).")
-def run(precision: str | None, resume: bool, nproc: int, do_measure: bool, px_per_mm: float | None,
+def run(precision: str | None, resume: bool, wait: bool, nproc: int, do_measure: bool, px_per_mm: float | None,
         min_area: int, travel: str, quiet: bool, **kw: Any) -> None:
     """Train a backbone on pseudo-labels, predict the test split, evaluate.
 
@@ -135,7 +137,13 @@ def run(precision: str | None, resume: bool, nproc: int, do_measure: bool, px_pe
     """
     opt = MeasureOptions(px_per_mm=px_per_mm, min_area=min_area, travel=travel)  # checked before training
     cfg = command_run_config(kw, precision)
-    run_or_launch(cfg, nproc=nproc, resume=resume, quiet=quiet)
+    try:
+        run_or_launch(cfg, nproc=nproc, resume=resume, quiet=quiet, wait=wait)
+    except StorageError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        raise StorageError(f"{exc} with --resume (the run goes on from its last checkpoint)", exc.path,
+                           exc.errno) from exc
     if do_measure and nproc == 1 and detect().rank == 0:  # under --nproc the launched rank 0 measures
         click.echo(measure_and_summarise(cfg.out, Path(cfg.out) / "measurements", opt, quiet=quiet))
 
@@ -309,6 +317,8 @@ def new_plugin_cmd(name: str, kind: str, out: str) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML with labeler: and data: sections.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="e.g. labeler.threshold=0.4")
+@click.option("--wait", is_flag=True,
+              help="When another `label` is writing to --out, wait for it to end (default: stop).")
 @click.option("-q", "--quiet", is_flag=True)
 def label(**kw: Any) -> None:
     """Write pseudo-labels (DIR/<stem>.png, 0/255) and soft maps (DIR/soft/) for a dataset split."""
@@ -336,13 +346,13 @@ def label(**kw: Any) -> None:
               help="binary: F of the binary masks (what `run` trains on); soft: ODS of the soft maps.")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), default=PROTOCOLS[0], show_default=True,
               help="How F is pooled over the images (see README, Metric protocols).")
-@click.option("--prune-every", type=int, default=0,
+@click.option("--prune-every", type=click.IntRange(min=1), default=None,
               help="Images between intermediate scores for pruning (default: a fifth of them).")
 @click.option("--no-prune", is_flag=True, help="Score every trial on every image (no early stopping).")
 @click.option("--tolerance", type=float, default=None, metavar="F",
               help="Keep a parameter at its default unless changing it gains more than F on the annotated "
                    "images (default 0.01; -1 keeps the best trial as it is).")
-@click.option("--timeout", type=float, help="Start no trial after this many seconds.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Start no trial after this many seconds.")
 @click.option("--shared-dir", type=click.Path(file_okay=False),
               help="Cache of what the labeler trains (default: next to the study); `run --set shared_dir=` reuses it.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -350,6 +360,8 @@ def label(**kw: Any) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML with labeler: and data: sections.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Fix a parameter (not searched), e.g. labeler.iterations=5, or set data keys.")
+@click.option("--wait", is_flag=True,
+              help="When another `tune` is working on the study, wait for it to end (default: stop).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or log lines (the result is still printed).")
 def tune(quiet: bool, **kw: Any) -> None:
     """Calibrate a labeler on a few annotated images: search its parameters for the best pseudo-label F.
@@ -431,7 +443,10 @@ def _main(argv: list[str] | None) -> None:
                               f"installs every optional dependency"), err=True)
         sys.exit(2)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo("crackseg: interrupted (continue with --resume)", err=True)
+        # "continue with --resume" only where the interrupted command has that option
+        command = cli.commands.get(next((a for a in args if not a.startswith("-")), ""))
+        resumable = command is not None and any("--resume" in getattr(p, "opts", ()) for p in command.params)
+        click.echo("crackseg: interrupted" + (" (continue with --resume)" if resumable else ""), err=True)
         sys.exit(130)
     except click.UsageError as exc:  # one line, like every other user error
         where = f"crackseg {exc.ctx.command_path.split(' ', 1)[1]} --help" if exc.ctx and " " in exc.ctx.command_path \
@@ -443,6 +458,14 @@ def _main(argv: list[str] | None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except Exception as exc:  # a full disk, a read-only folder, ... that no writer named: still one line
+        stored = storage_error(exc)
+        if stored is None:
+            raise
+        if show_traceback:
+            traceback.print_exception(exc, file=sys.stderr)
+        click.echo(error_line(str(stored)), err=True)
+        sys.exit(stored.exit_code)
 
 
 if __name__ == "__main__":  # pragma: no cover

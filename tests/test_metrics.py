@@ -293,9 +293,15 @@ def test_duplicate_stem_and_empty_accumulator():
         acc.add("a", np.zeros((2, 2), np.uint8), np.zeros((2, 2), bool))
 
 
-def test_zero_one_uint8_mask_is_rejected():
-    with pytest.raises(DataError, match="0/1"):
-        MetricAccumulator().add("x", np.zeros((2, 2), np.uint8), np.eye(2, dtype=np.uint8))
+def test_zero_one_uint8_mask_is_crack_where_one():
+    """The rule of read_mask: a uint8 mask whose values are only 0 and 1 is crack where 1 (issue 26)."""
+    a, b = MetricAccumulator(), MetricAccumulator()
+    pred = np.array([[200, 10], [10, 200]], np.uint8)
+    a.add("x", pred, np.eye(2, dtype=np.uint8))
+    b.add("x", pred, np.eye(2, dtype=bool))
+    assert a.histograms()[0][1].tolist() == b.histograms()[0][1].tolist()
+    with pytest.raises(DataError, match="0/1 or 0/255"):
+        MetricAccumulator().add("x", pred, np.eye(2, dtype=np.int32))
 
 
 def test_histograms_round_trip_and_sharding():

@@ -284,6 +284,66 @@ def test_an_interrupted_tune_resumes_without_rerunning_finished_trials(plugin, t
     assert [t.state.name for t in study.trials].count("COMPLETE") == 6
 
 
+def _layer(folder: Path) -> dict:
+    return yaml.safe_load((folder / "tuned.yaml").read_text())["labeler"]
+
+
+def test_an_interrupted_tune_ends_on_the_layer_of_an_uninterrupted_one(plugin, tmp_path):
+    """The interrupted trial is rerun with its values, and each trial's draw depends only on its place among
+    the finished ones, so continuing a study gives what one uninterrupted invocation gives."""
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    whole.mkdir(), cut.mkdir()
+    assert tune(whole, "--no-prune", "--tolerance", "-1", trials=6).returncode == 0
+    INTERRUPT_AFTER[0] = 3 * 3 + 1  # inside the 4th trial
+    assert tune(cut, "--no-prune", "--tolerance", "-1", trials=6).returncode == 130
+    INTERRUPT_AFTER[0] = None
+    r = tune(cut, "--no-prune", "--tolerance", "-1", trials=6)
+    assert r.returncode == 0, r.stderr
+    assert _layer(cut) == _layer(whole)
+
+    def scored(folder):
+        trials = [t for t in _study(folder).trials if t.state.name == "COMPLETE"]
+        return [(t.params, t.value) for t in trials]
+
+    assert scored(cut) == scored(whole)
+    # the interrupted trial is neither a failure nor a trial of its own in the header
+    assert "6 trials (6 complete, 0 pruned)" in (cut / "tuned.yaml").read_text()
+
+
+def test_a_trial_a_killed_process_left_running_is_rerun_not_left_running(plugin, tmp_path):
+    assert tune(tmp_path, "--no-prune", trials=3).returncode == 0
+    study = _study(tmp_path)
+    dead = study.ask(study.trials[1].distributions)  # what kill -9 inside a trial leaves: RUNNING for ever
+    r = tune(tmp_path, "--no-prune", trials=5)
+    assert r.returncode == 0, r.stderr
+    trials = _study(tmp_path).trials
+    assert "RUNNING" not in [t.state.name for t in trials]
+    assert trials[dead.number].state.name == "FAIL"
+    reruns = [t for t in trials if t.user_attrs.get("rerun_of") == dead.number]
+    assert len(reruns) == 1 and reruns[0].params == dead.params and reruns[0].state.name == "COMPLETE"
+    assert "5 trials (5 complete" in (tmp_path / "tuned.yaml").read_text()
+
+
+def test_a_study_file_of_another_program_is_left_untouched(plugin, tmp_path):
+    import sqlite3
+
+    other = tmp_path / "inspections.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE bridges (id INTEGER, name TEXT)")
+    con.commit()
+    con.close()
+    before = other.read_bytes()
+    r = tune(tmp_path, "--study", str(other))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "another program" in r.stderr and "bridges" in r.stderr
+    assert other.read_bytes() == before
+    text = tmp_path / "notes.db"
+    text.write_text("not a database")
+    r = tune(tmp_path, "--study", str(text))
+    assert r.returncode == 2 and "not an SQLite database" in r.stderr
+    assert text.read_text() == "not a database"
+
+
 def test_an_artefact_parameter_named_with_param_is_searched_and_each_artefact_trained_once(plugin, tmp_path):
     r = tune(tmp_path, "--param", "bank=1,2", "--no-prune", trials=6)
     assert r.returncode == 0, r.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from crackseg.base.console import warn
 from crackseg.base.errors import CracksegError, DataError
 from crackseg.config.run_config import PROTOCOLS
 from crackseg.config.run_folder import CONFIG_FILE, data_label
@@ -25,8 +26,19 @@ def score(pred_dir: str, gt_dir: str | None = None, data: str | None = None, spl
     :data:`~crackseg.config.run_config.PROTOCOLS`. A wrong combination of arguments is a one-line error.
     """
     if (Path(pred_dir) / CONFIG_FILE).is_file():
-        return score_run(pred_dir, gt_dir, data, split, protocol)
-    return score_folder(pred_dir, gt_dir, data, split, protocol)
+        res, info = score_run(pred_dir, gt_dir, data, split, protocol)
+    else:
+        res, info = score_folder(pred_dir, gt_dir, data, split, protocol)
+    warn(empty_truth_warning(res))
+    return res, info
+
+
+def empty_truth_warning(res: MetricsResult) -> str:
+    """A warning when every ground-truth mask is empty (ODS, OIS and AP are then undefined); else ''."""
+    if res.gt_crack_pixels != 0:
+        return ""
+    return (f"every ground-truth mask is empty (no crack pixel in {res.n} masks): ODS, OIS and AP are undefined; "
+            f"masks are read as crack where 1 when their values are only 0 and 1, else where > 127")
 
 
 def score_run(run_dir: str, gt_dir: str | None, data: str | None, split: str | None,

@@ -32,6 +32,7 @@ import torch
 
 from crackseg.base.console import first_line
 from crackseg.base.errors import CracksegError
+from crackseg.base.storage import storage_error
 from crackseg.base.version import __version__
 from crackseg.prediction.onnx_predictor import META_KEY
 from crackseg.training.backbones import as_outputs, input_stats, pad_to_multiple, size_multiple
@@ -99,8 +100,8 @@ def export_onnx(source: str | Path, out: str | Path, *, opset: int = 18, dynamic
         raise CracksegError(f"backbone {name!r} takes only {size}x{size} inputs; export it without --dynamic")
     wrapped = _Exported(model).eval()
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    out.parent.mkdir(parents=True, exist_ok=True)
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         exporter = _export(wrapped, tmp, size, opset, dynamic, name)
         sizes: tuple[int, ...] = (size, _second_size(size, wrapped.multiple)) if dynamic else (size,)
         max_diff = _parity(wrapped, tmp, sizes)
@@ -129,6 +130,11 @@ def export_onnx(source: str | Path, out: str | Path, *, opset: int = 18, dynamic
         }
         _write_metadata(tmp, meta)
         os.replace(tmp, out)
+    except Exception as exc:  # a full disk, a read-only folder: one line naming --out (an earlier file is kept)
+        stored = storage_error(exc, out)
+        if stored is None or stored is exc:
+            raise
+        raise stored from exc
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -172,6 +178,7 @@ def _export_quietly(wrapped: torch.nn.Module, path: Path, example: tuple[torch.T
                               external_data=False, verbose=False)
             return "torch.export"
         except Exception as exc:  # noqa: BLE001 - any exporter failure: try the other exporter
+            _raise_refused_write(exc, path)
             errors.append(f"torch.export: {first_line(exc)}")
         axes = {0: "batch", 2: "height", 3: "width"} if dynamic else {0: "batch"}
         fast = torch.backends.mha.get_fastpath_enabled()
@@ -181,10 +188,18 @@ def _export_quietly(wrapped: torch.nn.Module, path: Path, example: tuple[torch.T
                               opset_version=opset, dynamo=False, dynamic_axes={"image": axes, "prob": axes})
             return "torchscript"
         except Exception as exc:  # noqa: BLE001
+            _raise_refused_write(exc, path)
             errors.append(f"torchscript: {first_line(exc)}")
         finally:
             torch.backends.mha.set_fastpath_enabled(fast)
     return ""
+
+
+def _raise_refused_write(exc: Exception, path: Path) -> None:
+    """Re-raise ``exc`` when it is the file system refusing the write (a full disk, a read-only folder): that is
+    no reason to think the backbone cannot be exported (:func:`export_onnx` names ``--out``)."""
+    if storage_error(exc, path) is not None:
+        raise exc
 
 
 def _parity(wrapped: torch.nn.Module, path: Path, sizes: tuple[int, ...]) -> float:

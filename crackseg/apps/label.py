@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crackseg.base.distributed import detect, init, resolve_device
+from crackseg.base.io import remove_stale_temporaries
+from crackseg.base.locks import hold
 from crackseg.config.assembly import labeler_layers
 from crackseg.config.run_config import resolve_data_section, resolve_section
 from crackseg.data.loading import load_samples
@@ -30,11 +32,13 @@ class Labelled:
 
 
 def label_split(labeler: str, data: str, split: str, out: str | Path, *, device: str = "auto", seed: int = 0,
-                config_file: str | None = None, sets: tuple[str, ...] = (), quiet: bool = False) -> Labelled:
+                config_file: str | None = None, sets: tuple[str, ...] = (), quiet: bool = False,
+                wait: bool = False) -> Labelled:
     """Label ``split`` of ``data`` with ``labeler`` into ``out`` (the ``label`` command's options, see its help).
 
     ``--config`` and ``--set`` may hold ``labeler:`` and ``data:`` keys
     (:func:`crackseg.config.assembly.labeler_layers`); every check runs before the labeler is built.
+    ``out`` is held meanwhile: another ``label`` into it is refused, naming this one (``wait``: queues).
     """
     raw = labeler_layers("label", labeler, data, config_file, sets)
     lab_section = resolve_section("labelers", raw["labeler"], "labeler")
@@ -45,7 +49,10 @@ def label_split(labeler: str, data: str, split: str, out: str | Path, *, device:
     init(env, dev)
     lab = create_labeler(labeler, **{k: v for k, v in lab_section.items() if k != "name"})
     work = Path(out) / ".labeler"
-    ctx = prepare(lab, samples, name=labeler, device=dev, work_dir=work, seed=seed, quiet=quiet, env=env,
-                  artefact_dirs={name: work / name for name in declared_artefacts(lab)})
-    files = write_pseudo_labels(lab, samples, Path(out), ctx, env, name=labeler)
+    with hold(out, "labelling", wait=wait, enabled=env.is_main) as took:
+        if took:
+            remove_stale_temporaries(out)
+        ctx = prepare(lab, samples, name=labeler, device=dev, work_dir=work, seed=seed, quiet=quiet, env=env,
+                      artefact_dirs={name: work / name for name in declared_artefacts(lab)})
+        files = write_pseudo_labels(lab, samples, Path(out), ctx, env, name=labeler)
     return Labelled(count=len(files), is_main=env.is_main)

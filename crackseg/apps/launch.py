@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from crackseg.base.distributed import launch_local
 from crackseg.config.run_config import RunConfig
-from crackseg.config.run_folder import check_run_dir
+from crackseg.config.run_folder import claimed_run_dir
 
 
 def argv_without_nproc(argv: Sequence[str] | None = None) -> list[str]:
@@ -31,12 +31,17 @@ def argv_without_nproc(argv: Sequence[str] | None = None) -> list[str]:
     return out
 
 
-def run_or_launch(cfg: RunConfig, *, nproc: int = 1, resume: bool = False, quiet: bool = False) -> None:
-    """Run ``cfg`` here (``nproc`` 1), or check its run folder and launch ``nproc`` local processes."""
+def run_or_launch(cfg: RunConfig, *, nproc: int = 1, resume: bool = False, quiet: bool = False,
+                  wait: bool = False) -> None:
+    """Run ``cfg`` here (``nproc`` 1), or check its run folder and launch ``nproc`` local processes.
+
+    ``wait``: when another process runs in ``cfg.out``, wait for it instead of refusing.
+    """
     if nproc > 1:
-        check_run_dir(cfg, resume)
+        with claimed_run_dir(cfg, resume, wait=wait):  # checked here; the workers' rank 0 holds it for the run
+            pass
         launch_local(nproc, argv_without_nproc(), out=cfg.out)
     else:
         from crackseg.apps.runner import run
 
-        run(cfg, resume=resume, quiet=quiet)
+        run(cfg, resume=resume, quiet=quiet, wait=wait)

@@ -43,7 +43,16 @@ from typing import Any
 import numpy as np
 
 from crackseg.base.errors import CracksegError
-from crackseg.base.io import images_by_stem, read_gray, read_image, write_json, write_png, write_text
+from crackseg.base.io import (
+    images_by_stem,
+    read_gray,
+    read_image,
+    read_mask,
+    what_was_read,
+    write_json,
+    write_png,
+    write_text,
+)
 from crackseg.base.maps import crack_mask
 
 #: pixels averaged along a skeleton path before its length is summed (see _path_length)
@@ -150,7 +159,9 @@ def measure_mask(mask: np.ndarray, image: str = "", options: MeasureOptions | No
         keep = np.concatenate([[False], sizes >= opt.min_area])
         m = keep[labels]
         labels, n = ndimage.label(m, structure=eight)
-    dist = ndimage.distance_transform_edt(m)
+    # outside the image is background, as for the skeleton: scipy's transform never reaches past the
+    # border, so a mask that touches it on every side (an all-crack image) would read wider than the image
+    dist = ndimage.distance_transform_edt(np.pad(m, 1))[1:-1, 1:-1]
     skel = skeletonize(m, method="lee") > 0
     h, w = m.shape
     instances: list[Instance] = []
@@ -321,7 +332,7 @@ def resolve_source(source: str | Path, threshold: float | None,
         src = pred
     masks = images_by_stem(src)
     if not masks:
-        raise CracksegError(f"{src}: no mask images to measure")
+        raise CracksegError(f"{src}: no mask images to measure {what_was_read(src)}")
     if isinstance(images, Mapping):
         backgrounds = dict(images)
     elif images is not None:
@@ -332,7 +343,8 @@ def resolve_source(source: str | Path, threshold: float | None,
 
 
 def binary_mask(path: Path, threshold: float | None) -> np.ndarray:
-    """The binary mask in ``path``: ``value/255 > threshold``, or a 0/255 (0/1) mask as it is."""
+    """The binary mask in ``path``: ``value/255 > threshold``, or a 0/255 (0/1) mask read by
+    :func:`~crackseg.base.io.read_mask` (the rule of every command: 0/1 is crack where 1)."""
     grey = read_gray(path)
     if threshold is not None:
         return crack_mask(grey, threshold)
@@ -340,7 +352,7 @@ def binary_mask(path: Path, threshold: float | None) -> np.ndarray:
     if not (set(values.tolist()) <= {0, 255} or set(values.tolist()) <= {0, 1}):
         raise CracksegError(f"{path}: not a binary mask ({len(values)} grey levels); "
                             f"pass --threshold T to binarise probability maps")
-    return grey > 0
+    return read_mask(path)
 
 
 def measure_folder(source: str | Path, out: str | Path, options: MeasureOptions | None = None, *,

@@ -22,9 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from crackseg.base.console import quote
 from crackseg.base.errors import CracksegError, DataError
 from crackseg.base.io import images_by_stem, read_gray, write_text
 from crackseg.base.maps import crack_mask
+from crackseg.base.names import safe_name
 from crackseg.base.overlays import overlay
 from crackseg.base.svg import Chart, Series, line_chart
 from crackseg.base.tables import percent
@@ -313,14 +315,15 @@ def grid_context(grid_dir: Path) -> dict[str, Any]:
     results = _read_json(grid_dir / GRID_RESULTS)
     tests = results.get("tests") or []
     tables = []
-    for table in results.get("tables") or []:
+    for ti, table in enumerate(results.get("tables") or []):
+        safe_name(table.get("id"), f"{grid_dir / GRID_RESULTS}: tables[{ti}].id")  # a folder of grid_dir
         lines, bold = table_lines(table, tests)
         charts = []
         for t in tests:
             series = []
             for row in table["rows"]:
                 m = (row.get("metrics") or {}).get(t["id"])
-                pts = read_prf(grid_dir / m["dir"] / "prf.tsv") if m else None
+                pts = read_prf(grid_dir / _inside(m["dir"], grid_dir) / "prf.tsv") if m else None
                 if m and pts:
                     series.append(Series(f"{row['label']} (ODS {_num(m.get('ods'), 2)})", pts[0], pts[1]))
             if series:
@@ -368,6 +371,14 @@ def data_uri(rgb: np.ndarray, max_side: int) -> str:
     if not ok:  # pragma: no cover - cv2 encodes any uint8 image
         raise DataError("cannot encode a gallery image as JPEG")
     return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def _inside(relative: Any, folder: Path) -> str:
+    """``relative``, a path that ``results.json`` gives inside ``folder``; one line if it leads elsewhere."""
+    parts = Path(str(relative)).parts
+    if Path(str(relative)).is_absolute() or ".." in parts:
+        raise DataError(f"{folder / GRID_RESULTS}: {quote(relative)} is not a folder inside {folder}")
+    return str(relative)
 
 
 def _file_uri(path: Path) -> str:

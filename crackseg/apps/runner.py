@@ -26,7 +26,15 @@ from crackseg.base.schema import to_dict
 from crackseg.base.tables import ods_ois_remark, results_table
 from crackseg.base.version import __version__
 from crackseg.config.run_config import RunConfig, to_yaml
-from crackseg.config.run_folder import CONFIG_FILE, METRICS_FILE, RESULTS_FILE, check_run_dir, data_label, default_out
+from crackseg.config.run_folder import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    RESULTS_FILE,
+    check_run_dir,
+    claimed_run_dir,
+    data_label,
+    default_out,
+)
 from crackseg.data.loading import dataset_from_section, split_of
 from crackseg.data.samples import Sample
 from crackseg.labels.contract import declared_artefacts
@@ -47,15 +55,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
+def run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False, wait: bool = False) -> dict[str, Any]:
     """Execute a full run; returns the metrics dict (also written to metrics.json).
 
-    Under ``torchrun`` every rank calls this; a collective that fails because another
-    rank died or timed out becomes one clear error line.
+    The run folder is held for the run's life: another run there is refused (``wait``: this one
+    queues behind it). Under ``torchrun`` every rank calls this; a collective that fails because
+    another rank died or timed out becomes one clear error line.
     """
     env = dist_utils.detect()
-    if not env.enabled:
-        return _run(cfg, resume=resume, quiet=quiet)
+    if not cfg.out:
+        cfg.out = default_out(cfg)
+    with claimed_run_dir(cfg, resume, wait=wait, enabled=env.is_main):
+        if not env.enabled:
+            return _run(cfg, resume=resume, quiet=quiet)
+        return _distributed_run(cfg, env, resume=resume, quiet=quiet)
+
+
+def _distributed_run(cfg: RunConfig, env: dist_utils.DistEnv, *, resume: bool, quiet: bool) -> dict[str, Any]:
     try:
         return _run(cfg, resume=resume, quiet=quiet)
     except CracksegError:
@@ -75,10 +91,6 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
     from crackseg.training.losses import DeepSupervisionLoss, parse_loss
 
     t_begin = time.perf_counter()
-    if not cfg.out:
-        cfg.out = default_out(cfg)
-    # the folder check reads only: a rerun without --resume fails before anything is built
-    check_run_dir(cfg, resume)
     env = dist_utils.detect()
     device = dist_utils.resolve_device(cfg.device, env)
     dist_utils.init(env, device)
@@ -162,7 +174,8 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
     if env.is_main:
         prediction_alert = _prediction_warning(run_dir, test, metrics, cfg.predict.threshold)
         warn(prediction_alert)
-        alerts = [a for a in (label_alert, prediction_alert) if a]
+        scoring_alert = warn(str(metrics.get("warning") or ""))  # e.g. an empty test split: said, not only stored
+        alerts = [a for a in (label_alert, scoring_alert, prediction_alert) if a]
         metrics.update({
             "labeler": cfg.labeler["name"], "backbone": cfg.backbone["name"], "data": data_label(cfg.data),
             "train_images": len(train), "test_images": len(test),

@@ -308,12 +308,34 @@ _USE: dict[str, str] = {
 }
 
 
+def name_taken(name: str) -> str:
+    """What already has ``name`` among the installed plugins and their components (of any kind), or ``""``.
+
+    The generated package registers a component and an entry point named ``name``: either would be
+    refused (or skipped) next to one of the same name.
+    """
+    from crackseg.plugins import KINDS as COMPONENT_KINDS
+    from crackseg.plugins import SINGULAR, get_manager, registry
+
+    manager = get_manager()
+    if name in manager.info:
+        return manager.info[name].describe()
+    for kind in COMPONENT_KINDS:
+        entry = registry(kind).entry(name)
+        if entry is not None:
+            return f"the {SINGULAR[kind]} of {entry.describe_plugin()}"
+    return ""
+
+
 def new_plugin(name: str, kind: str, out: str | Path) -> Path:
     """Write the package ``crackseg-<name>`` into ``out``; returns its folder. Nothing is overwritten."""
     if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", name):
         raise CracksegError(f"new-plugin {name!r}: use lower-case letters, digits and single hyphens (e.g. my-net)")
     if kind not in KINDS:
         raise CracksegError(f"new-plugin --kind {kind!r}: choose from {', '.join(KINDS)}")
+    taken = name_taken(name)
+    if taken:
+        raise CracksegError(f"new-plugin {name!r}: the name is taken by {taken}; choose another, e.g. my-{name}")
     dist = f"crackseg-{name}"
     module = f"crackseg_{name.replace('-', '_')}"
     root = Path(out) / dist

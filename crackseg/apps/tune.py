@@ -41,7 +41,12 @@ Resuming
     pruned) trials the study should hold: rerunning the same command continues an interrupted
     study and runs only the missing trials; a larger ``trials`` adds more. A study remembers what
     its scores depend on (labeler, fixed parameters, data, annotated images, objective, protocol,
-    seed) and refuses to continue with other settings.
+    seed) and refuses to continue with other settings. A trial that an interruption stopped
+    (Ctrl-C, or kill -9, which leaves it RUNNING) is run again with the same values, and each
+    trial draws its candidates from the seed and its place among the finished trials: a study
+    continued any number of times ends where an uninterrupted one ends. One ``tune`` at a time
+    works on a study file (its lock, :func:`crackseg.base.locks.hold`), and a ``--study`` file
+    that holds another program's SQLite tables is refused untouched.
 
 optuna is imported only here, inside the functions that need it.
 """
@@ -61,6 +66,7 @@ import numpy as np
 
 from crackseg.base.console import first_line
 from crackseg.base.errors import ConfigError, CracksegError, DataError
+from crackseg.base.storage import storage_error
 from crackseg.config.layers import dump_yaml
 from crackseg.config.run_config import RunConfig
 from crackseg.config.search_space import TuneParam
@@ -268,6 +274,7 @@ def space_defaults(setup: TuneSetup) -> dict[str, Any]:
 def open_study(setup: TuneSetup) -> Any:
     """Create or load the study in ``setup.study_path``; refuse one made with other settings."""
     optuna = require_optuna()
+    check_study_file(setup.study_path)
     setup.study_path.parent.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{setup.study_path.resolve()}"
     try:
@@ -275,11 +282,13 @@ def open_study(setup: TuneSetup) -> Any:
     except KeyError:  # no such study in the file yet
         study = None
     except Exception as exc:  # noqa: BLE001 - a file that is no optuna database
+        stored = storage_error(exc, setup.study_path)  # a full disk, a read-only folder: said as such
+        if stored is not None:
+            raise stored from None
         raise CracksegError(f"{setup.study_path}: cannot open the study database ({first_line(exc, with_type=False)}); "
                             f"pass --study NEW.db") from None
     signature = _plain(setup.signature())
-    n = len(study.trials) if study is not None else 0
-    sampler = optuna.samplers.TPESampler(seed=setup.seed + n)  # a resumed study draws new candidates
+    sampler = _seeded_sampler(optuna, setup.seed)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0) if setup.prune
               else optuna.pruners.NopPruner())
     if study is None:
@@ -298,7 +307,109 @@ def open_study(setup: TuneSetup) -> Any:
                           f"or start a new study with --study NEW.db")
     study.sampler = sampler
     study.pruner = pruner
+    _rerun_interrupted(study)
     return study
+
+
+#: the user attribute of a trial that an interruption (Ctrl-C, kill -9) stopped
+INTERRUPTED_ATTR = "interrupted"
+#: the user attribute of the trial that reruns an interrupted one (its number)
+RERUN_ATTR = "rerun_of"
+
+
+def _seeded_sampler(optuna: Any, seed: int) -> Any:
+    """TPE whose random state is drawn afresh for each trial from ``seed`` and the trial's place among the
+    finished ones: a study continued after an interruption draws what an uninterrupted one would."""
+
+    class PerTrialSeeded(optuna.samplers.BaseSampler):
+        def __init__(self) -> None:
+            self.inner = optuna.samplers.TPESampler(seed=seed)
+
+        def before_trial(self, study: Any, trial: Any) -> None:
+            from optuna.trial import TrialState
+
+            done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+            self.inner = optuna.samplers.TPESampler(seed=seed + done)
+            self.inner.before_trial(study, trial)
+
+        def infer_relative_search_space(self, study: Any, trial: Any) -> Any:
+            return self.inner.infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study: Any, trial: Any, search_space: Any) -> Any:
+            return self.inner.sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+            return self.inner.sample_independent(study, trial, param_name, param_distribution)
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            self.inner.after_trial(study, trial, state, values)
+
+        def reseed_rng(self) -> None:
+            self.inner.reseed_rng()
+
+    return PerTrialSeeded()
+
+
+def _rerun_interrupted(study: Any) -> None:
+    """Queue again, with the same values, each trial an interruption stopped.
+
+    A trial left RUNNING belongs to a process that died (the study's lock is held by this one): it is
+    marked failed and interrupted first. The rerun takes the trial's place, so the continued study
+    scores what an uninterrupted one would have.
+    """
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    rerun = rerun_trials(trials)
+    for t in trials:
+        dead = t.state == TrialState.RUNNING
+        if dead:
+            study.tell(t.number, state=TrialState.FAIL)
+        stopped = dead or (t.state == TrialState.FAIL and t.user_attrs.get(INTERRUPTED_ATTR))
+        if stopped and t.number not in rerun and t.params:
+            attrs = {k: v for k, v in t.user_attrs.items() if k != INTERRUPTED_ATTR}
+            study.enqueue_trial(t.params, user_attrs={**attrs, RERUN_ATTR: t.number}, skip_if_exists=False)
+
+
+def rerun_trials(trials: Sequence[Any]) -> set[int]:
+    """The numbers of the interrupted trials that a later trial reran."""
+    return {int(t.user_attrs[RERUN_ATTR]) for t in trials if t.user_attrs.get(RERUN_ATTR) is not None}
+
+
+def _place(trial: Any) -> int:
+    """Where ``trial`` stands in the study's order: a rerun stands where the interrupted trial stood."""
+    rerun_of = trial.user_attrs.get(RERUN_ATTR)
+    return int(rerun_of) if rerun_of is not None else int(trial.number)
+
+
+#: the tables of an optuna study database (RDBStorage); a file with other tables is someone else's
+OPTUNA_TABLES = frozenset({"studies", "trials", "version_info"})
+
+
+def check_study_file(path: Path) -> None:
+    """Refuse a ``--study`` file that exists and is not an optuna database: optuna would add its tables to
+    another program's SQLite file (or fail on a file that is no database at all)."""
+    import sqlite3
+
+    if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+        return
+    if not path.is_file():
+        raise ConfigError(f"--study {path}: not a file; give the study's SQLite file (a new name starts a study)")
+    with open(path, "rb") as fh:
+        if fh.read(16) != b"SQLite format 3\x00":
+            raise ConfigError(f"--study {path}: not an SQLite database; give a new file name to start a study")
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise ConfigError(f"--study {path}: cannot read this SQLite file ({exc}); give a new file name") from None
+    if tables and not OPTUNA_TABLES <= tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
+        raise ConfigError(f"--study {path}: an SQLite database of another program (tables: {shown}), not a tuning "
+                          f"study; crackseg leaves it untouched: give a new file name to start a study")
 
 
 def _plain(data: Any) -> Any:
@@ -351,6 +462,9 @@ def _run_study(optuna: Any, setup: TuneSetup, trials: int, timeout: float | None
         except ConfigError as exc:  # values the labeler refuses together (e.g. low > high): no score, next trial
             trial.set_user_attr("refused", str(exc))
             raise optuna.TrialPruned(f"refused by the labeler: {exc}") from None
+        except KeyboardInterrupt:  # rerun with these values when the study continues
+            trial.set_user_attr(INTERRUPTED_ATTR, True)
+            raise
 
     if todo > 0:
         log(f"preparing the labeler once (what it trains is cached in {setup.shared_dir})", quiet)
@@ -410,7 +524,10 @@ def summarise(study: Any, ran: int = 0) -> TuneResult:
     """The :class:`TuneResult` of a study (a :class:`CracksegError` when no trial completed)."""
     from optuna.trial import TrialState
 
-    trials = study.get_trials(deepcopy=False)
+    # a trial an interruption stopped was run again: it is neither a failure nor a trial of its own
+    every = study.get_trials(deepcopy=False)
+    rerun = rerun_trials(every)
+    trials = [t for t in every if t.number not in rerun]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         refused = [t.user_attrs["refused"] for t in trials if t.user_attrs.get("refused")]
@@ -419,7 +536,7 @@ def summarise(study: Any, ran: int = 0) -> TuneResult:
                               f"narrow the range (--param) to values it accepts")
         raise CracksegError(f"study {study.study_name!r}: no trial completed (every one was pruned or failed); "
                             f"rerun with more --trials or --no-prune")
-    best = max(complete, key=lambda t: (t.value, -t.number))  # ties: the earliest trial
+    best = max(complete, key=lambda t: (t.value, -_place(t)))  # ties: the earliest trial
     defaults = [t for t in complete if t.user_attrs.get(DEFAULTS_ATTR)]
     return TuneResult(
         best_value=float(best.value), best_params=dict(best.params), best_trial=best.number,

@@ -18,6 +18,8 @@ from crackseg.apps import tune as tuning
 from crackseg.base.distributed import resolve_device
 from crackseg.base.errors import ConfigError
 from crackseg.base.io import write_text
+from crackseg.base.locks import hold
+from crackseg.base.storage import storage_errors
 from crackseg.config.assembly import labeler_layers
 from crackseg.config.run_config import PROTOCOLS, resolve_data_section, resolve_section
 from crackseg.config.search_space import DeclarationError, TuneParam, build_space, parse_param_options
@@ -41,7 +43,7 @@ class TuneOptions:
     params: tuple[str, ...] = ()
     objective: str = "binary"
     protocol: str = PROTOCOLS[0]
-    prune_every: int = 0
+    prune_every: int | None = None
     no_prune: bool = False
     tolerance: float | None = None
     timeout: float | None = None
@@ -50,10 +52,16 @@ class TuneOptions:
     seed: int = 0
     config_file: str | None = None
     sets: tuple[str, ...] = ()
+    wait: bool = False
 
 
 def check_counts(opts: TuneOptions) -> None:
-    """``--trials`` and ``--annotated`` are at least 1 (a one-line :class:`ConfigError` otherwise)."""
+    """``--trials``, ``--annotated`` and ``--prune-every`` are at least 1, ``--timeout`` above 0 (a one-line
+    :class:`ConfigError` otherwise; the CLI's option types check the same)."""
+    if opts.prune_every is not None and opts.prune_every < 1:
+        raise ConfigError(f"--prune-every {opts.prune_every}: give at least 1 (leave it out for a fifth of the images)")
+    if opts.timeout is not None and not opts.timeout > 0:  # NaN too
+        raise ConfigError(f"--timeout {opts.timeout}: give a number of seconds above 0")
     if opts.trials < 1:
         raise ConfigError(f"--trials {opts.trials}: give at least 1")
     if opts.annotated < 1:
@@ -167,8 +175,13 @@ def tune_command(opts: TuneOptions) -> str:
 
 
 def run_study(setup: tuning.TuneSetup, opts: TuneOptions, quiet: bool = False) -> tuning.TuneResult:
-    """Run (or continue) the study up to ``--trials`` finished trials, starting none after ``--timeout``."""
-    return tuning.run_study(setup, opts.trials, timeout=opts.timeout, quiet=quiet)
+    """Run (or continue) the study up to ``--trials`` finished trials, starting none after ``--timeout``.
+
+    The study file is held meanwhile: another ``tune`` on it is refused, naming this one (``--wait``: queues).
+    """
+    with storage_errors(setup.study_path):  # SQLite's "database or disk is full": one line naming the study
+        with hold(setup.study_path, "a tuning study", wait=opts.wait, other="give this one another --study"):
+            return tuning.run_study(setup, opts.trials, timeout=opts.timeout, quiet=quiet)
 
 
 def write_layer(setup: tuning.TuneSetup, result: tuning.TuneResult, opts: TuneOptions) -> None:

@@ -46,6 +46,44 @@ def warn(text: str, *, all_ranks: bool = False) -> str:
     return text
 
 
+def quote(value: object, limit: int = MAX_QUOTE) -> str:
+    """``repr(value)`` for an error line, cut to ``limit`` characters (ending with ``…``).
+
+    A huge value (a 100,000-character string, a list of millions of items) is never printed whole;
+    sequences and mappings are repr'd piece by piece, so a shared, alias-expanded value costs no more
+    than the characters kept.
+    """
+    text = _bounded_repr(value, limit + 1)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _bounded_repr(value: object, budget: int) -> str:
+    """``repr(value)``, stopped once it holds more than ``budget`` characters."""
+    if isinstance(value, (list, tuple, dict, set, frozenset)) and value:
+        if isinstance(value, dict):
+            opening, closing = "{", "}"
+            items = (f"{_bounded_repr(k, budget)}: {_bounded_repr(v, budget)}" for k, v in value.items())
+        else:
+            opening, closing = {list: ("[", "]"), tuple: ("(", ")")}.get(type(value), ("{", "}"))
+            items = (_bounded_repr(v, budget) for v in value)
+        out = opening
+        for i, item in enumerate(items):
+            out += (", " if i else "") + item
+            if len(out) > budget:
+                return out
+        if isinstance(value, tuple) and len(value) == 1:
+            out += ","
+        return out + closing
+    if isinstance(value, (str, bytes)) and len(value) > budget:
+        return repr(value[:budget])
+    return repr(value)
+
+
+#: the longest line :func:`error_line` prints (a safety net: messages quote values with :func:`quote`)
+MAX_LINE = 1000
+
+
 def error_line(text: str) -> str:
-    """The line the CLI prints for a user error."""
-    return f"{PROG}: error: {text}"
+    """The line the CLI prints for a user error, at most :data:`MAX_LINE` characters."""
+    line = f"{PROG}: error: {text}"
+    return line if len(line) <= MAX_LINE else line[: MAX_LINE - 1] + "…"

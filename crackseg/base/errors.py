@@ -29,6 +29,19 @@ class DataError(CracksegError):
     """Missing, unreadable, corrupt or inconsistent data."""
 
 
+class StorageError(CracksegError):
+    """A file crackseg cannot write: the disk is full, the quota is used up, the file system is read-only,
+    or permission is denied. The message names the file (or folder) and says what to do.
+
+    ``path`` is that file or folder (None when unknown), ``errno`` the operating system's error number.
+    """
+
+    def __init__(self, message: str, path: str | None = None, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.errno = errno
+
+
 class PluginError(CracksegError):
     """A plugin failed at run time: its code raised, or it returned what its contract forbids.
 

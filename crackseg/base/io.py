@@ -5,14 +5,17 @@ Every reader turns a user's file into a well-defined array or raises a
 
 * images → ``uint8`` RGB ``[H, W, 3]`` (grey, RGBA, palette and 16-bit inputs
   are converted);
-* masks → ``bool`` ``[H, W]``, crack where the grey value is > 127 (16-bit masks
-  are scaled to 8 bits first; RGB masks are converted to grey).
+* masks → ``bool`` ``[H, W]``: a mask whose values are only 0 and 1 is a 0/1 mask (crack
+  where 1); any other mask is crack where the grey value is > 127 (16-bit masks are scaled
+  to 8 bits first; RGB masks are converted to grey). See :func:`read_mask`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from crackseg.base.errors import DataError
+from crackseg.base.storage import storage_errors
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -29,7 +33,15 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 def _cv2():
     import cv2  # local import keeps `crackseg evaluate` start-up light
 
+    global _cv2_quiet
+    if not _cv2_quiet:  # a file OpenCV cannot decode is crackseg's one error line, not also its "[ WARN:0@...]"
+        _cv2_quiet = True
+        with contextlib.suppress(AttributeError):
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     return cv2
+
+
+_cv2_quiet = False
 
 
 def _read_raw(path: Path) -> np.ndarray:
@@ -75,7 +87,10 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 def read_gray(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image as ``uint8`` grey ``[H, W]`` (colour is converted)."""
     p = Path(path)
-    arr = _to_uint8(_read_raw(p), p)
+    return _grey(_to_uint8(_read_raw(p), p))
+
+
+def _grey(arr: np.ndarray) -> np.ndarray:
     cv2 = _cv2()
     if arr.ndim == 3 and arr.shape[2] == 4:
         arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2GRAY)
@@ -86,14 +101,35 @@ def read_gray(path: str | os.PathLike[str]) -> np.ndarray:
     return arr
 
 
+def is_zero_one(arr: np.ndarray) -> bool:
+    """True for an integer array whose values are only 0 and 1: a 0/1 mask (crack where 1)."""
+    a = np.asarray(arr)
+    return bool(a.dtype != np.bool_ and np.issubdtype(a.dtype, np.integer) and a.size
+                and int(a.min()) >= 0 and int(a.max()) <= 1)
+
+
+def mask_from_values(arr: np.ndarray) -> np.ndarray:
+    """The one mask rule, for a stored ``uint8`` grey mask: crack where 1 when its values are only
+    0 and 1 (a 0/1 mask), else crack where value > 127 (a 0/255 mask, or a grey one)."""
+    a = np.asarray(arr)
+    return a == 1 if is_zero_one(a) else a > 127
+
+
 def read_mask(path: str | os.PathLike[str], shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Read a crack mask as ``bool [H, W]`` (crack where value > 127).
+    """Read a crack mask as ``bool [H, W]``.
+
+    The one rule every command applies (``evaluate``, ``measure``, the datasets, ``tune``): a
+    mask whose stored values are only 0 and 1 (8 or 16 bits) is a 0/1 mask, crack where 1; any
+    other mask is crack where its grey value is > 127 (0/255 masks; 16-bit masks are scaled to
+    8 bits first, colour masks converted to grey). An all-zero mask has no crack either way.
 
     ``shape`` (H, W) is the image's size; a mask of another size is an error
     naming the file and both sizes.
     """
     p = Path(path)
-    grey = read_gray(p)
+    raw = _read_raw(p)
+    zero_one = is_zero_one(raw)
+    grey = _grey(raw.astype(np.uint8) * 255 if zero_one else _to_uint8(raw, p))
     if shape is not None and tuple(grey.shape[:2]) != tuple(shape):
         raise DataError(
             f"{p}: mask is {grey.shape[1]}x{grey.shape[0]} but its image is "
@@ -123,6 +159,23 @@ def images_by_stem(folder: str | os.PathLike[str], suffixes: tuple[str, ...] = I
     return out
 
 
+def what_was_read(folders: str | os.PathLike[str] | list[Path], suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> str:
+    """Why a folder gave no images, for an error line: ``(read: .jpg .png ...; found 3 other files, e.g. a.gif)``
+    (or ``...; the folder is empty``)."""
+    dirs = [Path(f) for f in folders] if isinstance(folders, list) else [Path(folders)]
+    others: list[str] = []
+    for d in dirs:
+        try:
+            others += sorted(p.name for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
+        except OSError:
+            continue
+    read = f"read: {' '.join(suffixes)}"
+    if not others:
+        return f"({read}; {'the folder is' if len(dirs) == 1 else 'the folders are'} empty)"
+    first = others[0] if others[0].isprintable() else repr(others[0])[1:-1]
+    return f"({read}; found {len(others)} other file{'s' if len(others) != 1 else ''}, e.g. {first})"
+
+
 def image_shape(path: str | os.PathLike[str]) -> tuple[int, int]:
     """(H, W) of an image, from its header when possible (a full decode, which names the file on error, otherwise)."""
     try:
@@ -149,13 +202,28 @@ def atomic_write(path: str | os.PathLike[str], writer: Callable[[str], None]) ->
     """Call ``writer(tmp_path)`` then rename onto ``path``: readers never see half a file.
 
     The file gets the permissions a plain ``open()`` would give it (the umask's), so results
-    are as readable by a team as any other file the user writes.
+    are as readable by a team as any other file the user writes. A write the file system refuses
+    (a full disk, a used-up quota, a read-only folder, no permission; ``torch.save``'s own errors for
+    them included) is one :class:`~crackseg.base.errors.StorageError` naming ``path``
+    (:mod:`crackseg.base.storage`); a file already at ``path`` is kept as it was.
     """
+    dest = Path(path)
+
+    def checked(tmp: str) -> None:
+        with storage_errors(dest, probe=True):  # while the temporary file still holds what was written
+            writer(tmp)
+
+    with storage_errors(dest):
+        return _replace_atomically(dest, checked)
+
+
+def _replace_atomically(path: str | os.PathLike[str], writer: Callable[[str], None]) -> Path:
+    """``writer(tmp)``, then rename ``tmp`` onto ``path`` (the temporary file is removed on failure)."""
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp" + dest.suffix, dir=dest.parent)
-    os.fchmod(fd, _FILE_MODE)
     os.close(fd)
+    os.chmod(tmp, _FILE_MODE)  # not os.fchmod: Windows has no fchmod before Python 3.13
     try:
         writer(tmp)
         os.replace(tmp, dest)
@@ -166,6 +234,35 @@ def atomic_write(path: str | os.PathLike[str], writer: Callable[[str], None]) ->
             pass
         raise
     return dest
+
+
+#: the temporary files :func:`atomic_write` makes: ``.<name>.<8 random characters>.tmp<suffix>``
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[^.]+)?$")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str], depth: int = 3) -> list[Path]:
+    """Delete what writers killed mid-write left of :func:`atomic_write`'s temporary files in ``folder``.
+
+    Only for a folder whose lock this process holds (no live writer can be writing there), down to
+    ``depth`` levels of sub-folders. Returns the files removed.
+    """
+    root = Path(folder)
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for here, dirs, files in os.walk(root):
+        level = len(Path(here).relative_to(root).parts)
+        if level >= depth:
+            dirs[:] = []
+        for name in files:
+            if _TEMPORARY.match(name):
+                p = Path(here) / name
+                try:
+                    p.unlink()
+                    removed.append(p)
+                except OSError:
+                    pass
+    return removed
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -179,7 +276,9 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
-    return write_bytes(path, text.encode("utf-8"))
+    """Write ``text`` as UTF-8, atomically. A file name that is not UTF-8 (``bad\\xff.png``: Python holds it
+    with a surrogate escape, ``os.fsdecode``) is written as the bytes the file system has."""
+    return write_bytes(path, text.encode("utf-8", "surrogateescape"))
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:

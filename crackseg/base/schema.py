@@ -12,6 +12,7 @@ import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
+from crackseg.base.console import quote
 from crackseg.base.errors import ConfigError
 
 
@@ -21,18 +22,18 @@ def field_names(cls: type) -> list[str]:
 
 def unknown_key_message(path: str, key: str, valid: list[str]) -> str:
     dotted = f"{path}.{key}" if path else key
-    msg = f"config key {dotted!r} is unknown"
+    msg = f"config key {quote(dotted)} is unknown"
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
     if close:
-        msg += f"; did you mean {close[0]!r}?"
-    return msg + f" (valid keys{' under ' + repr(path) if path else ''}: {', '.join(valid) or 'none'})"
+        msg += f"; did you mean {quote(close[0])}?"
+    return msg + f" (valid keys{' under ' + quote(path) if path else ''}: {', '.join(valid) or 'none'})"
 
 
 def build(cls: type, data: dict[str, Any] | None, path: str = "") -> Any:
     """Instantiate dataclass ``cls`` from ``data``, checking keys and types."""
     data = {} if data is None else data
     if not isinstance(data, dict):
-        raise ConfigError(f"config key {path or '<root>'!r} must be a mapping, got {_tname(data)}")
+        raise ConfigError(f"config key {quote(path or '<root>')} must be a mapping, got {_tname(data)}")
     hints = typing.get_type_hints(cls)
     names = field_names(cls)
     kwargs: dict[str, Any] = {}
@@ -43,7 +44,7 @@ def build(cls: type, data: dict[str, Any] | None, path: str = "") -> Any:
     try:
         return cls(**kwargs)
     except TypeError as exc:  # a required field is missing
-        raise ConfigError(f"config {path or '<root>'!r}: {exc}") from None
+        raise ConfigError(f"config {quote(path or '<root>')}: {exc}") from None
 
 
 def coerce(tp: Any, value: Any, path: str) -> Any:
@@ -66,28 +67,28 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
                     shaped = exc  # the member the value was meant to be: its error says most
         if shaped is not None:
             raise shaped
-        raise ConfigError(f"config key {path!r}: expected {describe_type(tp)}, got {value!r}")
+        raise ConfigError(f"config key {quote(path)}: expected {describe_type(tp)}, got {quote(value)}")
     if origin is Literal:
         choices = get_args(tp)
         if value in choices:
             return value
         raise ConfigError(
-            f"config key {path!r}: {value!r} is not one of {', '.join(repr(c) for c in choices)}"
+            f"config key {quote(path)}: {quote(value)} is not one of {', '.join(repr(c) for c in choices)}"
         )
     if origin in (list, tuple):
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key {path!r}: expected a list, got {_tname(value)} {value!r}")
+            raise ConfigError(f"config key {quote(path)}: expected a list, got {_tname(value)} {quote(value)}")
         args = get_args(tp)
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
-                raise ConfigError(f"config key {path!r}: expected {len(args)} values, got {len(value)}")
+                raise ConfigError(f"config key {quote(path)}: expected {len(args)} values, got {len(value)}")
             return tuple(coerce(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
         item = args[0] if args else Any
         items = [coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"config key {path!r}: expected a mapping, got {_tname(value)}")
+            raise ConfigError(f"config key {quote(path)}: expected a mapping, got {_tname(value)}")
         kt, vt = get_args(tp) or (Any, Any)
         return {coerce(kt, k, path): coerce(vt, v, f"{path}.{k}") for k, v in value.items()}
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
@@ -97,27 +98,27 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"config key {path!r}: expected true or false, got {value!r}")
+        raise ConfigError(f"config key {quote(path)}: expected true or false, got {quote(value)}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(f"config key {path!r}: expected an integer, got {_tname(value)} {value!r}")
+        raise ConfigError(f"config key {quote(path)}: expected an integer, got {_tname(value)} {quote(value)}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        raise ConfigError(f"config key {path!r}: expected a number, got {_tname(value)} {value!r}")
+        raise ConfigError(f"config key {quote(path)}: expected a number, got {_tname(value)} {quote(value)}")
     if tp is str:
         if isinstance(value, str):
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"config key {path!r}: expected a string, got {_tname(value)} {value!r}")
+        raise ConfigError(f"config key {quote(path)}: expected a string, got {_tname(value)} {quote(value)}")
     if isinstance(tp, type):
         if isinstance(value, tp):
             return value
-        raise ConfigError(f"config key {path!r}: expected {tp.__name__}, got {_tname(value)} {value!r}")
+        raise ConfigError(f"config key {quote(path)}: expected {tp.__name__}, got {_tname(value)} {quote(value)}")
     return value
 
 

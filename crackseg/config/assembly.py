@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from crackseg.base.console import quote
 from crackseg.base.errors import ConfigError
 from crackseg.config.layers import load_yaml, parse_set
 from crackseg.config.run_config import RunConfig, data_spec, demo_layer, merge_layers, resolve_config
@@ -91,7 +92,7 @@ def labeler_layers(command: str, labeler: str, data: str, config_file: str | Non
     raw = merge_layers(layers)
     unknown = sorted(set(raw) - set(LABELER_KEYS))
     if unknown:
-        raise ConfigError(f"config key {unknown[0]!r} is not used by `crackseg {command}` "
+        raise ConfigError(f"config key {quote(unknown[0])} is not used by `crackseg {command}` "
                           f"(valid: {', '.join(LABELER_KEYS)})")
     data_name = raw["data"].get("name") or default_name("datasets")
     return merge_layers([demo_layer(str(data_name), labeler), raw])

@@ -2,7 +2,9 @@
 
 Every YAML file crackseg reads (run configs, grid configs, saved run configs, prompt
 files of plugins) goes through :func:`load_yaml`, so a missing or corrupt file is one
-:class:`~crackseg.base.errors.ConfigError` line naming it.
+:class:`~crackseg.base.errors.ConfigError` line naming it. Every YAML text from a user (files and
+``--set`` values) is parsed by :func:`safe_yaml`, which refuses alias bombs (a few hundred bytes
+whose aliases expand to millions of values).
 """
 
 from __future__ import annotations
@@ -13,10 +15,86 @@ from typing import Any
 
 import yaml
 
+from crackseg.base.console import quote
 from crackseg.base.errors import ConfigError
 
 #: mappings replaced as a whole by a later layer instead of merged key by key
 REPLACED_KEYS = ("loss_weights",)
+#: how many values YAML aliases may add to a document once expanded (no honest config comes near)
+MAX_ALIAS_EXPANSION = 10_000
+
+
+class _AliasBomb(Exception):
+    """A YAML document whose aliases expand beyond :data:`MAX_ALIAS_EXPANSION` values, or refer to themselves."""
+
+
+class BudgetLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses documents whose aliases expand to too many values.
+
+    PyYAML shares an aliased value, so loading a bomb is cheap; everything after (validation,
+    error messages, copies) walks the expanded tree. The expanded size is counted on the node
+    graph, each node once, before anything is constructed.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._nodes = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+        else:
+            self._nodes += 1
+        return super().compose_node(parent, index)
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        if self._aliases and node is not None:
+            _check_expansion(node, self._nodes + MAX_ALIAS_EXPANSION)
+        return node
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _check_expansion(root: yaml.Node, limit: int) -> None:
+    """Raise :class:`_AliasBomb` if ``root`` expanded (aliases copied) holds more than ``limit`` nodes or a cycle."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()  # nodes whose children are being counted: the path from the root
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in _children(node))
+            if sizes[key] > limit:
+                raise _AliasBomb(f"they add more than {MAX_ALIAS_EXPANSION:,} values")
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise _AliasBomb("an alias refers to a value that contains it")
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
+
+
+def safe_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load(text)``, but a document whose aliases expand too far (or nest too deep) is one
+    ConfigError naming ``source``; other YAML errors propagate as ``yaml.YAMLError``."""
+    try:
+        return yaml.load(text, Loader=BudgetLoader)  # a SafeLoader: plain data only
+    except _AliasBomb as exc:
+        raise ConfigError(f"{source}: too many YAML aliases ({exc}), refused: an alias bomb?") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: YAML nested too deeply, refused") from None
 
 
 def load_yaml(path: str | Path, what: str = "config file", expected: str = "a mapping of keys") -> dict[str, Any]:
@@ -25,7 +103,7 @@ def load_yaml(path: str | Path, what: str = "config file", expected: str = "a ma
     if not p.is_file():
         raise ConfigError(f"{what} {p} not found")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = safe_yaml(p.read_text(encoding="utf-8"), f"{what} {p}")
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -45,10 +123,10 @@ def dump_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
 
 
-def parse_value(text: str) -> Any:
-    """A ``--set`` value: YAML scalars/lists, with numbers like ``1e-3`` understood."""
+def parse_value(text: str, source: str = "--set value") -> Any:
+    """A ``--set`` value: YAML scalars/lists, with numbers like ``1e-3`` understood (``source`` names it in errors)."""
     try:
-        value = yaml.safe_load(text)
+        value = safe_yaml(text, source)
     except yaml.YAMLError:
         return text
     if isinstance(value, str):
@@ -65,12 +143,12 @@ def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.epochs=3")
+            raise ConfigError(f"--set {quote(item)}: expected KEY=VALUE, e.g. --set train.epochs=3")
         key, _, raw = item.partition("=")
         key = key.strip()
         if not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"--set {item!r}: bad key {key!r}")
-        set_dotted(out, key, parse_value(raw))
+            raise ConfigError(f"--set {quote(item)}: bad key {quote(key)}")
+        set_dotted(out, key, parse_value(raw, f"--set {key}"))
     return out
 
 

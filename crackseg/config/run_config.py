@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from crackseg.base import schema
+from crackseg.base.console import quote
 from crackseg.base.errors import ConfigError
 from crackseg.base.protocols import PROTOCOLS, MetricProtocol  # noqa: F401 - PROTOCOLS: the config's choices
 from crackseg.config.layers import deep_merge, dump_yaml, flatten
@@ -195,7 +196,7 @@ def resolve_config(layers: list[dict[str, Any]], prompts: str | None = None) -> 
         param = bentry.extras.get("prompt_param")
         if not param:
             takers = [n for n in registry("backbones").names() if get_entry("backbones", n).extras.get("prompt_param")]
-            raise ConfigError(f"--prompts {prompts!r}: backbone {names['backbone']!r} takes no prompt set "
+            raise ConfigError(f"--prompts {quote(prompts)}: backbone {quote(names['backbone'])} takes no prompt set "
                               f"(backbones that do: {', '.join(takers) or 'none installed'})")
         raw = deep_merge(raw, {"backbone": {param: prompts}})
     base = schema.to_dict(RunConfig())
@@ -297,8 +298,8 @@ def parse_terms(spec: str) -> list[tuple[float, str]]:
     for part in spec.split("+"):
         m = _TERM.match(part)
         if not m:
-            raise ConfigError(f"loss {spec!r}: cannot parse term {part.strip()!r} (write names of registered losses "
-                              f"joined by '+', each optionally weighted: 'a+0.5*b'; crackseg list losses)")
+            raise ConfigError(f"loss {quote(spec)}: cannot parse term {quote(part.strip())} (write names of registered "
+                              f"losses joined by '+', each optionally weighted: 'a+0.5*b'; crackseg list losses)")
         terms.append((float(m.group("w") or 1.0), m.group("name")))
     return terms
 
@@ -310,7 +311,8 @@ def check_loss(spec: str, loss_params: dict[str, dict[str, Any]]) -> None:
         get_entry("losses", name)
     extra = sorted(set(loss_params) - set(terms))
     if extra:
-        raise ConfigError(f"config key 'loss_params.{extra[0]}': {extra[0]!r} is not a term of loss {spec!r}")
+        key = quote(f"loss_params.{extra[0]}")
+        raise ConfigError(f"config key {key}: {quote(extra[0])} is not a term of loss {quote(spec)}")
     for name, params in loss_params.items():
         validate_params(get_entry("losses", name), params, f"loss_params.{name}")
 
@@ -329,7 +331,7 @@ def _check_train(t: TrainConfig) -> None:
             raise ConfigError(msg)
     bad = [a for a in t.augment if a not in ("flip", "rot90")]
     if bad:
-        raise ConfigError(f"train.augment: unknown augmentation {bad[0]!r} (choose from flip, rot90)")
+        raise ConfigError(f"train.augment: unknown augmentation {quote(bad[0])} (choose from flip, rot90)")
     if t.num_workers is not None and t.num_workers < 0:
         raise ConfigError("train.num_workers must be 0 or more (null: from the CPU count)")
     for name in t.loggers or []:

@@ -5,15 +5,20 @@ A run folder holds ``config.yaml`` (resolved), ``labels/`` (pseudo-labels),
 training state ``--resume`` needs), ``model.pt`` (when training finishes: the weights alone,
 what predict / export / evaluate load), ``predictions/`` (uint8 probability PNGs),
 ``overlays/``, ``metrics.json`` (with ``ods_threshold``, predict's default threshold),
-``prf.tsv`` and ``results.md``.
+``prf.tsv`` and ``results.md``. While a run works in it, the folder is held by that process
+(:func:`claimed_run_dir`): a second run into it is refused, naming the first.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from crackseg.base.errors import CracksegError
+from crackseg.base.io import remove_stale_temporaries
+from crackseg.base.locks import hold
 from crackseg.config.layers import load_yaml
 from crackseg.config.run_config import RunConfig, config_from_dict, diff_configs
 from crackseg.plugins.factory import get_entry, path_params
@@ -73,3 +78,17 @@ def check_run_dir(cfg: RunConfig, resume: bool) -> Path:
                 f"use the same settings or another --out"
             )
     return run_dir
+
+
+@contextlib.contextmanager
+def claimed_run_dir(cfg: RunConfig, resume: bool, *, wait: bool = False, enabled: bool = True) -> Iterator[Path]:
+    """Hold the run folder ``cfg.out`` for the block, then :func:`check_run_dir` it.
+
+    Another process running there refuses this one in one line naming it (``wait``: queue behind it);
+    what killed writers left half-written there is removed. ``enabled=False`` (rank > 0 of a torchrun
+    job, whose rank 0 holds it) only checks.
+    """
+    with hold(cfg.out, "a run", wait=wait, enabled=enabled) as took:
+        if took:
+            remove_stale_temporaries(cfg.out)
+        yield check_run_dir(cfg, resume)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Union, get_args, get_origin
 
 from crackseg.base import schema
+from crackseg.base.console import MAX_QUOTE, quote
 from crackseg.base.errors import ConfigError
 from crackseg.config.layers import parse_value
 
@@ -177,7 +178,8 @@ def parse_spec(name: str, tp: Any, spec: str) -> TuneParam:
 
     A mistake is a :class:`~crackseg.base.errors.ConfigError` saying what to write instead.
     """
-    where = f"--param {name}={spec}"
+    shown = spec if len(spec) <= MAX_QUOTE else spec[:MAX_QUOTE - 1] + "…"
+    where = f"--param {name}={shown}"
     if ":" in spec:
         parts = spec.split(":")
         log = len(parts) == 3 and parts[2].strip().lower() == "log"
@@ -202,17 +204,20 @@ def parse_spec(name: str, tp: Any, spec: str) -> TuneParam:
             raise ConfigError(f"{where}: give at least two choices, e.g. --param {name}=a,b")
         return TuneParam(name, "categorical", choices=tuple(dict.fromkeys(choices)))
     raise ConfigError(f"{where}: write a range LO:HI (or LO:HI:log) or choices a,b,c; to fix a parameter "
-                      f"instead, use --set labeler.{name}={spec}")
+                      f"instead, use --set labeler.{name}={shown}")
 
 
 def parse_param_options(items: list[str] | tuple[str, ...]) -> dict[str, str]:
     """``["threshold=0.2:0.8", "gate"]`` → ``{"threshold": "0.2:0.8", "gate": ""}``."""
     out: dict[str, str] = {}
     for item in items:
-        name, _, spec = item.partition("=")
+        name, eq, spec = item.partition("=")
         name = name.strip()
         if not name or "." in name:
-            raise ConfigError(f"--param {item!r}: expected NAME=LO:HI, NAME=a,b,c or NAME (a top-level parameter)")
+            raise ConfigError(f"--param {quote(item)}: expected NAME=LO:HI, NAME=a,b,c or NAME (a top-level parameter)")
+        if eq and not spec.strip():
+            raise ConfigError(f"--param {quote(item)}: nothing after '='; write NAME=LO:HI or NAME=a,b,c, or NAME "
+                              f"alone to search its declared range")
         out[name] = spec.strip()
     return out
 
@@ -234,7 +239,7 @@ def build_space(params_cls: type | None, options: dict[str, str], fixed: set[str
         if name not in names:
             close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"--param {name!r}: {owner} has no parameter {name!r}{hint} "
+            raise ConfigError(f"--param {quote(name)}: {owner} has no parameter {quote(name)}{hint} "
                               f"(its parameters: {', '.join(names) or 'none'})")
         if name in fixed:
             raise ConfigError(f"--param {name!r}: {name} is also set by --config/--set, which fixes it; "

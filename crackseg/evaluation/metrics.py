@@ -7,7 +7,8 @@ cv2 lazily.
 How it works
 ------------
 A prediction is a ``uint8`` map (probability = value / 255); a ground-truth
-mask is ``bool`` (crack where the stored grey value is > 127). Each image is
+mask is ``bool`` (:func:`~crackseg.base.io.read_mask`: a 0/1 mask is crack where 1, any
+other where the stored grey value is > 127). Each image is
 reduced, in one sweep (a histogram of all its pixels plus one of its few crack
 pixels), to two 256-bin histograms of the prediction values: under crack
 pixels (``pos``) and under background pixels (``neg``). A pixel is predicted
@@ -81,7 +82,7 @@ from typing import Any
 import numpy as np
 
 from crackseg.base.errors import CracksegError, DataError
-from crackseg.base.io import images_by_stem, read_gray, write_text
+from crackseg.base.io import images_by_stem, mask_from_values, read_gray, read_mask, what_was_read, write_text
 from crackseg.base.maps import crack_mask, pred_to_uint8
 from crackseg.base.protocols import PROTOCOLS
 
@@ -128,6 +129,9 @@ class MetricsResult:
     recall: np.ndarray
     f1: np.ndarray
     per_image: list[dict[str, Any]] = field(default_factory=list)
+    #: crack pixels in all the ground-truth masks together (0: every mask is empty, the scores are NaN;
+    #: -1: unknown)
+    gt_crack_pixels: int = -1
 
     def to_json(self) -> dict[str, Any]:
         """``ods``, ``ois``, ``ap`` (fractions), ``n``, ``protocol``, ``ods_threshold``.
@@ -153,14 +157,9 @@ def _gt_to_bool(gt: np.ndarray, stem: str) -> np.ndarray:
     arr = np.asarray(gt)
     if arr.dtype == np.bool_:
         return arr
-    if arr.dtype == np.uint8:
-        if arr.size and int(arr.max()) == 1:
-            raise DataError(
-                f"{stem}: ground truth is a 0/1 uint8 mask; pass a bool mask (gt.astype(bool)) "
-                "or a 0/255 mask (crack where value > 127)"
-            )
-        return arr > 127
-    raise DataError(f"{stem}: ground truth must be a bool mask (or uint8 0/255), got {arr.dtype}")
+    if arr.dtype == np.uint8:  # the rule of read_mask: a 0/1 mask is crack where 1, any other where > 127
+        return mask_from_values(arr)
+    raise DataError(f"{stem}: ground truth must be a bool mask (or a uint8 0/1 or 0/255 mask), got {arr.dtype}")
 
 
 def _as_2d(arr: np.ndarray, what: str, stem: str) -> np.ndarray:
@@ -299,8 +298,11 @@ class MetricAccumulator:
         neg = np.stack(self._neg)
         tp, fp, fn = counts_from_histograms(pos, neg)  # [N, 100]
         if self.protocol == "crackclip":
-            return _result_crackclip(self._stems, tp, fp, fn)
-        return _result_paper(self._stems, tp, fp, fn)
+            res = _result_crackclip(self._stems, tp, fp, fn)
+        else:
+            res = _result_paper(self._stems, tp, fp, fn)
+        res.gt_crack_pixels = int(pos.sum())
+        return res
 
 
 def _result_crackclip(stems: list[str], tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> MetricsResult:
@@ -370,9 +372,9 @@ def pair_by_stem(
     preds = images_by_stem(pred_dir, what="prediction")
     gts = images_by_stem(gt_dir, what="ground-truth")
     if not gts:
-        raise DataError(f"{gt_dir}: no ground-truth images found")
+        raise DataError(f"{gt_dir}: no ground-truth images found {what_was_read(gt_dir)}")
     if not preds:
-        raise DataError(f"{pred_dir}: no prediction images found")
+        raise DataError(f"{pred_dir}: no prediction images found {what_was_read(pred_dir)}")
     no_gt = sorted(set(preds) - set(gts))
     no_pred = sorted(set(gts) - set(preds))
     if no_gt or no_pred:
@@ -399,7 +401,8 @@ def evaluate_dirs(
     """Evaluate a folder of predictions against a folder of masks, paired by stem.
 
     Predictions are read as ``uint8`` grey (probability = value / 255); masks
-    are crack where grey > 127. ``progress`` may wrap the pair iterator (for
+    by :func:`~crackseg.base.io.read_mask` (a 0/1 mask is crack where 1, any other
+    where grey > 127). ``progress`` may wrap the pair iterator (for
     example ``tqdm``).
     """
     acc = MetricAccumulator(protocol)
@@ -408,7 +411,7 @@ def evaluate_dirs(
         pairs = progress(pairs)
     for stem, pred_path, gt_path in pairs:
         pred = read_gray(pred_path)
-        gt = read_gray(gt_path) > 127
+        gt = read_mask(gt_path)
         if pred.shape != gt.shape:
             raise DataError(
                 f"{pred_path}: prediction is {pred.shape[1]}x{pred.shape[0]} but {gt_path.name} is "

@@ -66,8 +66,9 @@ def predict_and_evaluate(model: Any, samples: Sequence[Sample], out_dir: Path, c
             total.add_histograms(stem, pos, neg)
     if not total.histograms():
         _write_overlays(list(samples)[: pc.overlays], pred_dir, out_dir / "overlays", pc.threshold)
-        return {"ods": None, "ois": None, "ap": None, "n": 0, "protocol": cfg.eval.protocol,
-                "warning": "no test image has a ground-truth mask; predictions written, nothing evaluated"}
+        why = ("the test split is empty (0 images): nothing predicted or evaluated" if not samples else
+               "no test image has a ground-truth mask; predictions written, nothing evaluated")
+        return {"ods": None, "ois": None, "ap": None, "n": 0, "protocol": cfg.eval.protocol, "warning": why}
     res = total.result()
     write_prf_table(res, out_dir / "prf.tsv")
     # overlays at the run's ODS threshold: the cut `crackseg predict RUN_DIR` uses by default

@@ -47,7 +47,7 @@ def label_key(fingerprint: str, sample: Sample) -> str:
     if weak is not None:
         patches = ";".join(f"{p.x},{p.y},{p.size},{int(p.crack)}" for p in weak.patches)
         key += f"\nweak:{weak.image}|{patches}"
-    return hashlib.sha256(key.encode()).hexdigest()
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def label_paths(out_dir: Path, stem: str) -> tuple[Path, Path, Path]:

@@ -3,7 +3,8 @@
 The pipeline wraps every call into a plugin (factories, ``prepare``/``label``, a backbone's
 forward pass, a loss) in :func:`blamed`; contract checks on what a plugin returns raise
 :func:`plugin_error`. Errors crackseg raises itself (:class:`~crackseg.base.errors.CracksegError`,
-bad input) and a lost torch.distributed peer pass through unchanged.
+bad input) and a lost torch.distributed peer pass through unchanged, and a write the file system refuses
+(a full disk, a read-only folder: no plugin's fault) is one :class:`~crackseg.base.errors.StorageError`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from crackseg.base.console import one_line
 from crackseg.base.distributed import is_peer_failure
 from crackseg.base.errors import CracksegError, PluginError
+from crackseg.base.storage import storage_error
 from crackseg.plugins import get_manager
 from crackseg.plugins.registry import SINGULAR
 
@@ -37,4 +39,7 @@ def blamed(kind: str, name: str, action: str) -> Iterator[None]:
     except Exception as exc:
         if is_peer_failure(exc):
             raise
+        stored = storage_error(exc)
+        if stored is not None:
+            raise stored from exc
         raise plugin_error(kind, name, f"{action} failed: {one_line(exc)}") from exc

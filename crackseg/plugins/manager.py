@@ -5,7 +5,8 @@ Plugins (the built-in ones included) are found through the entry-point group
 distribution's in name order, so what a built-in name means never depends on what
 else is installed. Each plugin is imported on its own: one that fails to import,
 implements a misspelled hook or whose hook raises is reported in one line on stderr,
-naming the distribution and the error, and everything else keeps working. A hook
+naming the distribution and the error, and everything else keeps working (one that
+calls ``sys.exit()`` too: anything it raises but KeyboardInterrupt is isolated). A hook
 call registers all of its entries or none.
 
 A plugin may declare the packages it needs (``CRACKSEG_REQUIRES = ("torch", ...)``,
@@ -118,8 +119,10 @@ class PluginManager:
                 continue
             try:
                 module = ep.load()
-            except Exception as exc:  # noqa: BLE001 - any import failure is isolated
-                self._problem(ep.name, dist, version, f"failed to import: {one_line(exc)}")
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - any import failure is isolated, sys.exit() included
+                self._problem(ep.name, dist, version, f"failed to import: {_failure(exc)}")
                 continue
             self.add_plugin(module, ep.name, distribution=dist, version=version)
 
@@ -180,7 +183,9 @@ class PluginManager:
                 try:
                     with _traced(hook_name, plugin_name, functools.partial(_entry_names, registered)):
                         impl.function(register=_make_register(kind, info, registered, warnings))
-                except Exception as exc:  # noqa: BLE001 - isolate broken plugins
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - isolate broken plugins, sys.exit() included
                     self._hook_failed(info, hook_name, exc)
                     continue
                 for text in warnings:
@@ -215,7 +220,7 @@ class PluginManager:
         print(line, file=sys.stderr)
 
     def _hook_failed(self, info: PluginInfo, hook_name: str, exc: BaseException) -> None:
-        info.error = f"{hook_name} failed: {one_line(exc)}"
+        info.error = f"{hook_name} failed: {_failure(exc)}"
         line = f"crackseg: warning: {info.describe()} hook {info.error}"
         self.problems.append(line)
         print(line, file=sys.stderr)
@@ -231,7 +236,9 @@ class PluginManager:
             try:
                 with _traced("register_commands", plugin_name, functools.partial(_command_names, staging)):
                     impl.function(cli=staging)
-            except Exception as exc:  # noqa: BLE001
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - isolate broken plugins, sys.exit() included
                 self._hook_failed(info, "register_commands", exc)
                 continue
             for name, command in staging.commands.items():
@@ -250,6 +257,13 @@ class PluginManager:
             if name in info.commands:
                 return info.describe()
         return "crackseg itself"
+
+
+def _failure(exc: BaseException) -> str:
+    """A plugin's failure as one line; ``sys.exit(n)`` says so (``SystemExit: 3`` reads like a bug of ours)."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    return one_line(exc)
 
 
 def _is_spec(pm: pluggy.PluginManager, hook_name: str) -> bool:

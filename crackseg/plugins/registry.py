@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crackseg.base.console import quote
 from crackseg.base.errors import CracksegError, UnknownComponentError
 
 KINDS: tuple[str, ...] = ("labelers", "backbones", "prompts", "losses", "datasets", "trainers", "loggers")
@@ -190,7 +191,7 @@ def describe_plugin(name: str, dist: str = "", version: str = "") -> str:
 
 def unknown_name_message(what: str, name: str, available: list[str]) -> str:
     """``unknown backbone 'unett'; did you mean 'unet'? (available: ...)``."""
-    msg = f"unknown {what} {name!r}"
+    msg = f"unknown {what} {quote(name)}"
     close = difflib.get_close_matches(name, available, n=1, cutoff=0.6)
     if close:
         msg += f"; did you mean {close[0]!r}?"

@@ -8,13 +8,15 @@ masks as ``crackseg predict RUN_DIR photos/``, on a machine without PyTorch.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from crackseg.base.console import first_line
-from crackseg.base.errors import CracksegError
+from crackseg.base.errors import CracksegError, DataError
 from crackseg.prediction.windows import WindowPredictor
 
 META_KEY = "crackseg"
@@ -45,10 +47,54 @@ def load_onnx(path: str | Path, device: str = "cpu") -> tuple[Any, dict[str, Any
         raise CracksegError(f"{p}: an ONNX model without crackseg metadata; export it with crackseg export")
     try:
         meta = json.loads(raw)
-        int(meta["image_size"])
-    except (ValueError, KeyError, TypeError):
-        raise CracksegError(f"{p}: its crackseg metadata is unreadable; export it again") from None
+    except ValueError:
+        raise DataError(f"{p}: its crackseg metadata is not JSON; export it again") from None
+    check_metadata(p, meta)
     return session, meta
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+#: the ``predict`` settings an exported model may carry: key → (check, what it must be)
+_PREDICT_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "threshold": (_is_number, "a number"),
+    "mode": (lambda v: v in ("auto", "resize", "tile"), "auto, resize or tile"),
+    "tile_overlap": (_is_number, "a number"),
+    "batch_size": (lambda v: _is_int(v) and v > 0, "a positive integer"),
+    "erosion_iterations": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "minmax_normalize": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def check_metadata(path: Path, meta: Any) -> None:
+    """One :class:`DataError` naming ``path`` and the key when an exported model's crackseg metadata is
+    missing a key or holds a value crackseg cannot use (a file edited by hand, or tampered with)."""
+    def bad(key: str, value: Any, want: str) -> DataError:
+        shown = "missing" if value is _MISSING else f"{json.dumps(value, default=str)[:60]}"
+        return DataError(f"{path}: crackseg metadata key {key!r} is {shown} (expected {want}); export it again")
+
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: its crackseg metadata is not a JSON object; export it again")
+    size = meta.get("image_size", _MISSING)
+    if not (_is_int(size) and size > 0):
+        raise bad("image_size", size, "a positive integer")
+    predict = meta.get("predict", {})
+    if predict is None:
+        predict = {}
+    if not isinstance(predict, dict):
+        raise bad("predict", predict, "a mapping of predict settings")
+    for key, (ok, want) in _PREDICT_KEYS.items():
+        if key in predict and not ok(predict[key]):
+            raise bad(f"predict.{key}", predict[key], want)
+
+
+_MISSING = object()
 
 
 class OnnxPredictor(WindowPredictor):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from crackseg.base.errors import CracksegError
-from crackseg.base.io import IMAGE_SUFFIXES, image_shape, images_by_stem, read_image, write_png
+from crackseg.base.io import IMAGE_SUFFIXES, image_shape, images_by_stem, read_image, what_was_read, write_png
 from crackseg.base.maps import crack_mask
 from crackseg.base.overlays import overlay
 from crackseg.prediction.models import init_model
@@ -21,9 +21,11 @@ from crackseg.prediction.windows import postprocess
 
 def collect_images(inputs: Sequence[str]) -> list[Path]:
     paths: list[Path] = []
+    folders: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
+            folders.append(p)
             paths.extend(images_by_stem(p).values())
         elif p.is_file():
             if p.suffix.lower() not in IMAGE_SUFFIXES:
@@ -32,7 +34,8 @@ def collect_images(inputs: Sequence[str]) -> list[Path]:
         else:
             raise CracksegError(f"{p}: no such file or folder")
     if not paths:
-        raise CracksegError("no images to predict")
+        where = ", ".join(str(f) for f in folders) or "the inputs"
+        raise CracksegError(f"{where}: no images to predict {what_was_read(folders)}")
     stems = [p.stem for p in paths]
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup:

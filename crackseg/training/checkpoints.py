@@ -62,6 +62,14 @@ def read_torch_file(path: str | Path, what: str = "checkpoint", hint: str = "") 
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling problem is the file's fault
+        if "Weights only load failed" in str(exc):  # not PyTorch's advice to load it unsafely: say what it is
+            import re
+
+            found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+            obj = f" of {found.group(1)}" if found else ""
+            raise DataError(f"{p}: the {what} holds code (a pickled object{obj}) and was not loaded, for safety; "
+                            f"it must be a checkpoint written by crackseg or plain weights (tensors)"
+                            + (f"; {hint}" if hint else "")) from None
         detail = " ".join(str(exc).split())[:200]
         raise DataError(f"{p}: cannot read {what} ({type(exc).__name__}: {detail})"
                         + (f"; {hint}" if hint else "")) from None

@@ -266,7 +266,7 @@ class Engine:
             "epoch": self._epoch, "step": self.step, "done": self.done, "history": self.history,
             "trainer": self.trainer_state,
         }
-        atomic_write(self.checkpoint_path, lambda tmp: torch.save(payload, tmp))
+        atomic_write(self.checkpoint_path, lambda tmp: torch.save(payload, tmp))  # a full disk: one line
 
     # -- the loop --------------------------------------------------------------------
     def epochs(self, limit: int | None = None) -> Iterator[int]:

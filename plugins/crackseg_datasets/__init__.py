@@ -95,7 +95,7 @@ def register_datasets(register: Any) -> None:
         "folder",
         _build_folder,
         params=FolderParams,
-        description="images/ + masks/ (same stems, crack > 127) + optional splits/<name>.txt",
+        description="images/ + masks/ (same stems, crack > 127, or 1 in a 0/1 mask) + optional splits/<name>.txt",
         opens={"param": "root"},  # --data PATH reads a folder with this dataset
     )
     register(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 from crackseg import IMAGE_SUFFIXES, ConfigError, DataError
@@ -56,28 +57,58 @@ def find_mask(folder: Path, stem: str, suffix: str = "") -> Path | None:
     return None
 
 
-def stem_of_entry(line: str) -> str:
-    """A split-file line → stem: first token, directory and image extension dropped."""
-    token = line.split()[0]
-    name = token.replace("\\", "/").rsplit("/", 1)[-1]
+def stem_of_entry(entry: str) -> str:
+    """A split-file entry (an image name or path, spaces allowed) → stem: directory and image extension dropped."""
+    name = entry.strip().replace("\\", "/").rsplit("/", 1)[-1]
     for ext in IMAGE_SUFFIXES:
         if name.lower().endswith(ext):
             return name[: -len(ext)]
     return name
 
 
-def read_split_file(path: Path) -> list[str]:
-    """Stems listed in a split file: one per line; blank lines and ``#`` comments skipped; duplicates once."""
+def _is_image_name(token: str) -> bool:
+    return token.lower().endswith(tuple(IMAGE_SUFFIXES) + MASK_SUFFIXES)
+
+
+def split_entry(line: str, exists: Callable[[str], bool]) -> tuple[str, str]:
+    """A list-file line → ``(image, mask)`` (``mask`` empty when the line names none). Names may hold spaces.
+
+    The whole (stripped) line when ``exists`` says it names an image; else its longest start, cut
+    at a space, that does, followed by an image file name, the mask (the ``image mask`` form); else, for a line
+    of image names only (``x.jpg x.png``), the first two; else the whole line (reported as missing).
+    """
+    line = line.strip()
+    if exists(line):
+        return line, ""
+    for gap in reversed(list(re.finditer(r"\s+", line))):
+        if exists(line[: gap.start()]) and _is_image_name(line[gap.end():]):
+            return line[: gap.start()], line[gap.end():]
+    tokens = line.split()
+    if len(tokens) > 1 and all(_is_image_name(t) for t in tokens):
+        return tokens[0], tokens[1]
+    return line, ""
+
+
+def read_split_file(path: Path, known: Collection[str] | None = None) -> list[str]:
+    """Stems listed in a split file: one per line; blank lines and ``#`` comments skipped; duplicates once.
+
+    A line is one image name (a stem, a file name or a path; spaces allowed), optionally followed by
+    its mask (``image mask``): with ``known`` stems, the line is read as whichever form names one.
+    """
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read split file ({exc.__class__.__name__})") from None
+
+    def exists(entry: str) -> bool:
+        return known is not None and stem_of_entry(entry) in known
+
     seen: dict[str, None] = {}
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        seen.setdefault(stem_of_entry(line), None)
+        seen.setdefault(stem_of_entry(split_entry(line, exists)[0]), None)
     return list(seen)
 
 
@@ -103,6 +134,6 @@ def hash_split(stems: list[str], test_fraction: float) -> tuple[list[str], list[
         k = max(k, 1)
     if n >= 2 and test_fraction < 1:
         k = min(k, n - 1)
-    ranked = sorted(stems, key=lambda s: (hashlib.sha1(s.encode("utf-8")).hexdigest(), s))
+    ranked = sorted(stems, key=lambda s: (hashlib.sha1(s.encode("utf-8", "surrogateescape")).hexdigest(), s))
     test = set(ranked[:k])
     return [s for s in stems if s not in test], [s for s in stems if s in test]

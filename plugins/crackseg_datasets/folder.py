@@ -3,7 +3,7 @@
 Layout::
 
     root/images/<stem>.<ext>     any image format read_image understands
-    root/masks/<stem>.<ext>      same stem, any image format; crack where grey > 127
+    root/masks/<stem>.<ext>      same stem, any image format; crack where grey > 127 (a 0/1 mask: where 1)
     root/splits/<name>.txt       optional; one stem per line (``#`` comments allowed)
 
 Splits: every ``splits/<name>.txt`` present, plus ``all`` (``splits/all.txt``
@@ -81,7 +81,7 @@ def _split_lists(
     explicit: dict[str, list[str]] = {}
     if split_dir.is_dir():
         for f in sorted(split_dir.glob("*.txt")):
-            stems = read_split_file(f)
+            stems = read_split_file(f, by_stem)
             if not stems:
                 raise DataError(f"{f}: split file lists no images; fill it or delete it")
             missing = [s for s in stems if s not in by_stem]

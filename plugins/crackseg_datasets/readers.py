@@ -31,6 +31,7 @@ from .common import (
     find_mask,
     hash_split,
     require_root,
+    split_entry,
 )
 
 _DEEPCRACK_MARKERS = ("train_img", "test_img")
@@ -276,16 +277,17 @@ def _crack500_from_folder(folder: Path, require_masks: bool) -> list[_Item]:
 def _crack500_from_list(base: Path, listing: Path, require_masks: bool) -> list[_Item]:
     items, missing = [], []
     for raw in listing.read_text(encoding="utf-8-sig").splitlines():
-        tokens = raw.split()
-        if not tokens or tokens[0].startswith("#"):
+        line = raw.strip()
+        if not line or line.startswith("#"):
             continue
-        image = base / tokens[0]
+        name, mask_name = split_entry(line, lambda entry: (base / entry).is_file())  # names may hold spaces
+        image = base / name
         if not image.is_file():
-            missing.append(tokens[0])
+            missing.append(name)
             continue
         mask: Path | None
-        if len(tokens) > 1:
-            mask = base / tokens[1]
+        if mask_name:
+            mask = base / mask_name
             if not mask.is_file():
                 if require_masks:
                     raise _no_mask(image, mask)

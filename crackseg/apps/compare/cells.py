@@ -16,7 +16,7 @@ from crackseg.apps.compare.grid import Cell, Grid
 from crackseg.apps.compare.store import CELL_FILE, SHARED_DIR, cell_dir, cell_is_done, read_cell_record
 from crackseg.base.errors import CracksegError
 from crackseg.base.io import write_json
-from crackseg.base.locks import file_lock
+from crackseg.base.locks import file_lock, lock_path
 from crackseg.config.run_config import resolve_config
 from crackseg.config.run_folder import CONFIG_FILE, METRICS_FILE
 
@@ -36,7 +36,7 @@ def run_cell(grid: Grid, cell: Cell, runs_dir: str | os.PathLike[str], *, device
     log = log or (lambda _m: None)
     runs = Path(runs_dir)
     cdir = cell_dir(runs, cell)
-    with file_lock(cdir.parent / f".{cell.dirname}.lock"):
+    with file_lock(lock_path(cdir)):  # the lock the run in cdir takes again (re-entrant in this process)
         if cell_is_done(runs, cell, grid.tests):
             return read_cell_record(runs, cell) or {}, False
         log(f"cell {cell.index} {cell.name}: computing in {cdir}")

@@ -33,8 +33,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from crackseg.base import schema
+from crackseg.base.console import quote
 from crackseg.base.errors import ConfigError, CracksegError
 from crackseg.base.hashing import content_key
+from crackseg.base.names import safe_name
 from crackseg.config.layers import deep_merge, flatten, load_yaml
 from crackseg.config.run_config import resolve_config
 
@@ -275,6 +277,8 @@ def _load(path: Path, stack: list[Path]) -> dict[str, Any]:
         raise ConfigError(f"{path}: include cycle ({' -> '.join(p.name for p in [*stack, real])})")
     raw = load_yaml(path)
     spec = _validate(raw, str(path))
+    if raw.get("name") is not None:  # the default runs folder is named after it
+        safe_name(raw["name"], f"{path}: name")
     includes = [spec.include] if isinstance(spec.include, str) else list(spec.include or [])
     raw.pop("include", None)
     merged: dict[str, Any] = {}
@@ -321,7 +325,9 @@ def expand(raw: dict[str, Any], preset: str | None = None, overrides: dict[str, 
     spec = _validate(raw, name)
     preset = preset or spec.default_preset or next(iter(spec.presets), "")
     if spec.presets and preset not in spec.presets:
-        raise ConfigError(f"{name}: unknown preset {preset!r} (choose from {', '.join(spec.presets)})")
+        raise ConfigError(f"{name}: unknown preset {quote(preset)} (choose from {', '.join(spec.presets)})")
+    if preset:  # the default runs folder is named after it
+        safe_name(preset, f"{name}: preset")
     pre = spec.presets.get(preset) or PresetSpec()
     tests = _tests(pre.tests if pre.tests is not None else spec.tests, name)
     base = spec.base_configs
@@ -333,7 +339,7 @@ def expand(raw: dict[str, Any], preset: str | None = None, overrides: dict[str, 
     if not spec.tables:
         raise ConfigError(f"{name}: the grid has no tables (add a 'tables:' list with rows)")
     for ti, tspec in enumerate(spec.tables):
-        tid = tspec.id or f"table{ti + 1}"
+        tid = safe_name(tspec.id, f"{name}: tables[{ti}].id") if tspec.id is not None else f"table{ti + 1}"
         if tid in (t.id for t in tables):
             raise ConfigError(f"{name}: tables[{ti}]: duplicate table id {tid!r}")
         rows: list[Row] = []
@@ -400,8 +406,7 @@ def _tests(value: list[EvalSpec] | None, name: str) -> list[TestSet]:
     out: list[TestSet] = []
     for i, t in enumerate(value):
         where = f"{name}: tests[{i}]"
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", t.id):
-            raise ConfigError(f"{where}: 'id' must be a short name (letters, digits, _ . -)")
+        safe_name(t.id, f"{where}.id")
         if t.run_test == (t.data is not None):
             raise ConfigError(f"{where}: give either 'run_test: true' (the run's own test split) or a 'data' section")
         if t.data is not None and not isinstance(t.data.get("name"), str):
