@@ -17,6 +17,8 @@ from a file is the factory's job (:func:`crackseg.load_model`), which calls this
 
 from __future__ import annotations
 
+import copy
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +108,67 @@ def write_model_file(checkpoint_path: str | Path, model_path: str | Path | None 
     slim = {k: v for k, v in ckpt.items() if k not in TRAINING_STATE}
     dst = Path(model_path) if model_path is not None else src.with_name(MODEL_FILE)
     return atomic_write(dst, lambda tmp: torch.save(slim, tmp))
+
+
+def snapshot(obj: Any) -> Any:
+    """A copy of a checkpoint payload that training can no longer change: every tensor copied to the CPU,
+    every dict, list and tuple rebuilt (the optimizer's moments and the history change in place)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(snapshot(v) for v in obj) if not hasattr(obj, "_fields") else type(obj)(*map(snapshot, obj))
+    return copy.deepcopy(obj)
+
+
+class CheckpointWriter:
+    """Writes checkpoints atomically, one at a time, in a background thread, so training goes on meanwhile.
+
+    :meth:`write` takes a :func:`snapshot` of the payload first (a copy of the weights and optimizer
+    state: memory for one more checkpoint while a write is in flight), waits for the write before it
+    (so at most one is in flight and files land in order) and, with ``wait``, writes in this thread.
+    A killed process leaves the previous checkpoint whole (atomic rename) and a temporary file that
+    the next start removes; ``--resume`` continues from the previous checkpoint, to the same result.
+    A failed background write (a full disk) is raised by the next :meth:`write` or :meth:`wait`.
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def write(self, path: Path, payload: dict[str, Any], *, wait: bool = False) -> None:
+        self.wait()
+        frozen = snapshot(payload)
+        if wait:
+            _save(path, frozen)
+            return
+        self._thread = threading.Thread(target=self._run, args=(path, frozen), name="crackseg-checkpoint")
+        self._thread.start()  # not a daemon: the interpreter finishes the write before it exits (Ctrl-C included)
+
+    def _run(self, path: Path, frozen: dict[str, Any]) -> None:
+        try:
+            _save(path, frozen)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the training thread
+            self._error = exc
+
+    def wait(self) -> None:
+        """Block until the write in flight is on disk; raise its error, if it failed."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    @property
+    def busy(self) -> bool:
+        """Whether a write is in flight."""
+        return self._thread is not None and self._thread.is_alive()
+
+
+def _save(path: Path, payload: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))  # a full disk: one StorageError line
 
 
 def find_checkpoint(source: str | Path) -> Path:

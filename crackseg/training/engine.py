@@ -10,7 +10,9 @@ party's) and the CAM labelers' patch classifier. It is the only place that wraps
   N processes resumes on M.
 * **Checkpoints** (format 2): written atomically after every epoch with the model's state,
   optimizer, scheduler, gradient scaler, epoch, step, history, the trainer's own state and the
-  caller's metadata; ``--resume`` continues from the last one.
+  caller's metadata; ``--resume`` continues from the last one. A copy of the state is written in
+  a background thread while the next epoch trains (:class:`~crackseg.training.checkpoints.CheckpointWriter`);
+  the last checkpoint is on disk before training returns.
 * **Data** streams from disk through a ``DataLoader`` with worker processes
   (``train.num_workers``; memory does not grow with the number of training images).
 """
@@ -37,9 +39,14 @@ from tqdm.auto import tqdm
 from crackseg.base import distributed as dist_utils
 from crackseg.base.distributed import DistEnv
 from crackseg.base.errors import CracksegError
-from crackseg.base.io import atomic_write
 from crackseg.config.run_config import TrainConfig
-from crackseg.training.checkpoints import CHECKPOINT_FORMAT, load_model_state, model_state, read_checkpoint
+from crackseg.training.checkpoints import (
+    CHECKPOINT_FORMAT,
+    CheckpointWriter,
+    load_model_state,
+    model_state,
+    read_checkpoint,
+)
 from crackseg.training.precision import amp_dtype
 from crackseg.training.result import TrainResult
 
@@ -167,6 +174,7 @@ class Engine:
         self._seen = 0
         #: the number of finished epochs (what the next checkpoint records)
         self._epoch = 0
+        self._writer = CheckpointWriter()
 
     # -- the model ------------------------------------------------------------------
     def trainable(self) -> list[torch.nn.Parameter]:
@@ -266,7 +274,9 @@ class Engine:
             "epoch": self._epoch, "step": self.step, "done": self.done, "history": self.history,
             "trainer": self.trainer_state,
         }
-        atomic_write(self.checkpoint_path, lambda tmp: torch.save(payload, tmp))  # a full disk: one line
+        # the last checkpoint is on disk before fit() returns (model.pt is made from it); the others are
+        # written in the background while the next epoch trains
+        self._writer.write(self.checkpoint_path, payload, wait=self.done)
 
     # -- the loop --------------------------------------------------------------------
     def epochs(self, limit: int | None = None) -> Iterator[int]:
@@ -379,13 +389,23 @@ class Engine:
                  + (f": loss {loss:.4f}" if isinstance(loss, float) else ""))
 
     def result(self) -> TrainResult:
-        """What the trainer returns: epochs done, steps, history, training time, images/s."""
+        """What the trainer returns: epochs done, steps, history, training time, images/s.
+
+        A checkpoint write still in flight is finished first (its failure is raised here).
+        """
+        self._writer.wait()
         seconds = time.perf_counter() - self._t0 if self._t0 else 0.0
         return TrainResult(self._epoch, self.step, list(self.history), seconds,
                            self._seen / seconds if seconds > 0 else 0.0, self.stopped)
 
     def close(self) -> None:
-        """Close the loggers (rank 0)."""
+        """Finish the checkpoint write in flight, close the loggers (rank 0).
+
+        After a normal end the last checkpoint was written already; after an error (being raised), a
+        write in flight is finished and its own failure, if any, is left to the error being raised.
+        """
+        with contextlib.suppress(Exception):
+            self._writer.wait()
         if self.env.is_main and self._loggers_started:
             for logger in self.loggers:
                 with contextlib.suppress(Exception):
