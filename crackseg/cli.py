@@ -9,6 +9,7 @@ or ``crackseg.cli.main([...])`` (which adds the one-line error handling).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -19,21 +20,21 @@ from typing import Any
 
 import click
 
-from crackseg.apps.compare.command import compare
-from crackseg.apps.launch import run_or_launch
-from crackseg.apps.listing import plugins_report, registry_lines
 from crackseg.apps.measure import TRAVEL_DIRECTIONS, MeasureOptions, measure_and_summarise
 from crackseg.apps.scaffold import KINDS as SCAFFOLD_KINDS
 from crackseg.apps.scaffold import new_plugin
 from crackseg.base.console import error_line, warn
 from crackseg.base.distributed import detect, end_worker, joined_a_process_group
 from crackseg.base.errors import CracksegError, StorageError
+from crackseg.base.protocols import PROTOCOLS
 from crackseg.base.storage import DISK_FULL, storage_error
-from crackseg.config.assembly import command_run_config
-from crackseg.config.assembly import run_config_from_options as build_config  # noqa: F401 (its old name; tests import it)
-from crackseg.config.run_config import PROTOCOLS, to_yaml
 from crackseg.plugins import KINDS, get_manager
-from crackseg.prediction.predict_folder import collect_images, predict_paths
+
+# What only some commands need (the run configuration and its YAML, `compare`, prediction) is imported in those
+# commands, so that `crackseg evaluate` starts with little more than numpy and OpenCV.
+
+#: built-in commands defined in other modules, imported on first use: name -> (module, attribute)
+_LAZY_COMMANDS = {"compare": ("crackseg.apps.compare.command", "compare")}
 
 #: packages whose absence is reported as a missing extra instead of a traceback
 _HEAVY_PACKAGES = ("torch", "torchvision", "open_clip", "segmentation_models_pytorch", "pytorch_grad_cam",
@@ -45,13 +46,23 @@ class CracksegGroup(click.Group):
 
     _plugins_added = False
 
+    def _add_lazy_command(self, name: str) -> None:
+        if name not in self.commands:
+            module, attr = _LAZY_COMMANDS[name]
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+
     def _add_plugin_commands(self) -> None:
         if not CracksegGroup._plugins_added:
             CracksegGroup._plugins_added = True
+            for name in _LAZY_COMMANDS:  # first: a plugin cannot take a built-in command's name
+                self._add_lazy_command(name)
             get_manager().add_commands(self)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         cmd = super().get_command(ctx, cmd_name)
+        if cmd is None and cmd_name in _LAZY_COMMANDS:
+            self._add_lazy_command(cmd_name)
+            cmd = super().get_command(ctx, cmd_name)
         if cmd is None:
             self._add_plugin_commands()
             cmd = super().get_command(ctx, cmd_name)
@@ -135,6 +146,8 @@ def run(precision: str | None, resume: bool, wait: bool, nproc: int, do_measure:
     Under torchrun (or with --nproc N) training uses DistributedDataParallel; the
     batch size stays the global one.
     """
+    from crackseg.apps.launch import run_or_launch
+
     opt = MeasureOptions(px_per_mm=px_per_mm, min_area=min_area, travel=travel)  # checked before training
     cfg = command_run_config(kw, precision)
     try:
@@ -157,6 +170,8 @@ def config() -> None:
 @run_options
 def config_show(**kw: Any) -> None:
     """Print the resolved config (defaults + file + flags + --set) without running."""
+    from crackseg.config.run_config import to_yaml
+
     click.echo(to_yaml(command_run_config(kw)), nl=False)
 
 
@@ -166,6 +181,8 @@ def config_show(**kw: Any) -> None:
               help="Check every plugin (registration and cheap contract checks); exit 1 on a problem.")
 def plugins(as_json: bool, check: bool) -> None:
     """List installed plugins: distribution, what each registered, commands, problems."""
+    from crackseg.apps.listing import plugins_report
+
     cli.list_commands(click.Context(cli))  # lets every plugin add its commands, so they are listed
     lines, status = plugins_report(get_manager(), as_json=as_json, check=check)
     for line in lines:
@@ -179,6 +196,8 @@ def plugins(as_json: bool, check: bool) -> None:
 @click.argument("pattern", default="*")
 def list_cmd(kind: str, pattern: str) -> None:
     """List registered labelers, backbones, prompts, losses or datasets (PATTERN: shell wildcards)."""
+    from crackseg.apps.listing import registry_lines
+
     for line in registry_lines(kind, pattern):
         click.echo(line)
 
@@ -230,6 +249,8 @@ def predict(source: str, images: tuple[str, ...], out: str, device: str, thresho
             quiet: bool) -> None:
     """Apply a finished run (RUN_DIR, its model.pt or checkpoint.pt, or an exported MODEL.onnx) to photos of any
     size; prints the threshold used and why."""
+    from crackseg.prediction.predict_folder import collect_images, predict_paths
+
     opt = MeasureOptions(px_per_mm=px_per_mm, min_area=min_area, travel=travel)  # checked before predicting
     written = predict_paths(source, images, out, device=device, threshold=threshold, mode=mode, quiet=quiet,
                             log=click.echo)
@@ -265,15 +286,25 @@ def measure(source: str, out: str, threshold: float | None, images: str | None, 
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset version (14-23).")
 @click.option("--dynamic", is_flag=True, help="Any input height and width (default: the run's window size).")
 @click.option("--fp16", is_flag=True, help="Half-precision weights and arithmetic (float32 in and out; half the size).")
-def export(source: str, fmt: str, out: str, opset: int, dynamic: bool, fp16: bool) -> None:
+@click.option("--int8", is_flag=True,
+              help="Quantise to int8 (a RUN_DIR: calibrated on its training images; prints its speed and its ODS "
+                   "and mask changes on the run's test images).")
+@click.option("--calibration", type=int, metavar="N", help="--int8: training windows to calibrate on (default 32).")
+@click.option("--check-images", type=int, metavar="N",
+              help="--int8: test images to compare the int8 and fp32 masks on (default 8; 0: speed only).")
+def export(source: str, fmt: str, out: str, opset: int, dynamic: bool, fp16: bool, int8: bool,
+           calibration: int | None, check_images: int | None) -> None:
     """Export a finished run's backbone (RUN_DIR or CHECKPOINT) for deployment without PyTorch."""
     from crackseg.apps.export import export_onnx
 
-    res = export_onnx(source, out, opset=opset, dynamic=dynamic, fp16=fp16)
+    res = export_onnx(source, out, opset=opset, dynamic=dynamic, fp16=fp16, int8=int8, calibration=calibration,
+                      check_images=check_images)
     sizes = " and ".join(f"{s}x{s}" for s in res.sizes)
     click.echo(f"wrote {res.path} ({res.path.stat().st_size / 2**20:.1f} MiB, {res.exporter} exporter, opset {opset}"
-               f"{', fp16' if fp16 else ''}); "
-               f"matches the torch model to {res.max_diff:.1e} at {sizes}")
+               f"{', fp16' if fp16 else ', int8' if int8 else ''}); "
+               f"{'its fp32 graph ' if int8 else ''}matches the torch model to {res.max_diff:.1e} at {sizes}")
+    for line in res.int8.lines() if res.int8 else []:
+        click.echo(line)
     click.echo(f"run it without torch: crackseg predict {res.path} PHOTOS --out DIR")
 
 
@@ -386,7 +417,19 @@ def tune(quiet: bool, **kw: Any) -> None:
     click.echo(f"wrote {opts.out}; use it: crackseg run --config {opts.out} ...")
 
 
-cli.add_command(compare)
+def command_run_config(options: dict[str, Any], precision: str | None = None) -> Any:
+    """:func:`crackseg.config.assembly.command_run_config`, imported when a command builds a run configuration."""
+    from crackseg.config.assembly import command_run_config as run_config
+
+    return run_config(options, precision)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "build_config":  # the old name of run_config_from_options (tests import it)
+        from crackseg.config.assembly import run_config_from_options
+
+        return run_config_from_options
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -188,3 +188,73 @@ def test_bad_combinations_are_one_line(limited_run, folder_data, tmp_path):
     write_text(bare / "config.yaml", (limited_run / "config.yaml").read_text())
     r = run_main("evaluate", str(bare))
     assert r.returncode == 2 and "without predictions/" in r.stderr
+
+
+def test_two_folders_decoded_in_parallel_a_bad_file_is_one_line(tmp_path, monkeypatch):
+    import threading
+
+    from crackseg.evaluation import metrics
+
+    gt, preds = tmp_path / "gt", tmp_path / "preds"
+    rng = np.random.default_rng(5)
+    for k in range(12):
+        mask = np.zeros((24, 32), np.uint8)
+        mask[k + 2, :] = 255
+        write_png(gt / f"p{k:02d}.png", mask)
+        write_png(preds / f"p{k:02d}.png", (mask // 2 + rng.integers(0, 100, mask.shape)).astype(np.uint8))
+    threads: set[str] = set()
+    read_gray = metrics.read_gray
+
+    def spy(path):
+        threads.add(threading.current_thread().name)
+        return read_gray(path)
+
+    monkeypatch.setattr(metrics.os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)  # 4 CPUs
+    monkeypatch.setattr(metrics, "read_gray", spy)
+    one = metrics.evaluate_dirs(preds, gt, workers=1)
+    threads.clear()
+    r = run_main("evaluate", str(preds), str(gt), "--json")
+    assert r.returncode == 0, r.stderr
+    assert threads and all(t.startswith("crackseg-decode") for t in threads), threads  # the pool decoded them
+    got = json.loads(r.stdout)
+    assert (got["ods"], got["ois"], got["ap"], got["n"]) == (one.ods, one.ois, one.ap, 12)
+
+    (preds / "p06.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")  # in the middle
+    r = run_main("evaluate", str(preds), str(gt), "--json")
+    assert r.returncode == 2 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("crackseg: error: ") and "p06.png" in lines[0], r.stderr
+    assert "cannot read image" in lines[0]
+
+
+def test_two_folders_start_light(tmp_path):
+    """Scoring two folders imports neither torch and the plotting libraries nor what reads run configurations."""
+    import subprocess
+    import sys
+
+    write_png(tmp_path / "gt" / "a.png", np.eye(8, dtype=np.uint8) * 255)
+    write_png(tmp_path / "pred" / "a.png", np.eye(8, dtype=np.uint8) * 200)
+    code = (f"import sys\nfrom crackseg.cli import main\ntry:\n    main(['evaluate', {str(tmp_path / 'pred')!r}, "
+            f"{str(tmp_path / 'gt')!r}, '--json'])\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "heavy = ('torch', 'matplotlib', 'skimage', 'onnxruntime', 'crackseg.config.run_config', "
+            "'crackseg.evaluation.scoring', 'crackseg.apps.compare')\n"
+            "print('loaded:', ','.join(m for m in heavy if m in sys.modules))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    *scores, loaded = r.stdout.strip().splitlines()
+    assert json.loads(scores[-1])["ods"] == 1.0 and loaded.strip() == "loaded:", loaded
+
+
+def test_lazily_imported_commands_are_still_commands():
+    import click
+
+    from crackseg.apps import evaluate
+    from crackseg.cli import build_config, cli
+    from crackseg.config.assembly import run_config_from_options
+    from crackseg.config.run_folder import CONFIG_FILE
+
+    assert evaluate.CONFIG_FILE == CONFIG_FILE and build_config is run_config_from_options
+    ctx = click.Context(cli)
+    assert "compare" in cli.list_commands(ctx) and cli.get_command(ctx, "compare").name == "compare"
+    r = run_main("--help")
+    assert r.returncode == 0 and " compare " in r.stdout

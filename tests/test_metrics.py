@@ -386,6 +386,71 @@ def test_evaluate_dirs_empty_and_size_mismatch(tmp_path):
         evaluate_dirs(tmp_path / "pred", tmp_path / "gt")
 
 
+def _write_set(root: Path, seed: int, n: int, order: list[int] | None = None) -> list[str]:
+    """``_random_set`` as ``root/pred`` and ``root/gt`` PNG folders (0/255 masks, and a 0/1 one), written in
+    ``order``; returns the stems in name order."""
+    preds, gts = _random_set(seed, n=n)
+    stems = [f"img{k:03d}" for k in range(n)]
+    for k in order if order is not None else range(n):
+        gt = gts[k].astype(np.uint8) * (1 if k == 3 else 255)  # image 3: a 0/1 mask
+        _write(root / "gt", f"{stems[k]}.png", gt)
+        _write(root / "pred", f"{stems[k]}.png", preds[k])
+    return stems
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_evaluate_dirs_same_result_with_any_number_of_workers(tmp_path, protocol):
+    from crackseg.evaluation.metrics import prf_rows
+
+    _write_set(tmp_path, seed=21, n=13)
+    preds, gts = _random_set(21, n=13)
+    want = _acc(protocol, preds, gts)  # in memory, in order, one by one
+    for workers in (1, 2, 5, 64):
+        res = evaluate_dirs(tmp_path / "pred", tmp_path / "gt", protocol=protocol, workers=workers)
+        assert (res.ods, res.ap, res.n, res.ods_threshold) == (want.ods, want.ap, want.n, want.ods_threshold)
+        assert res.ois == pytest.approx(want.ois, abs=0, nan_ok=True)
+        assert list(prf_rows(res)) == list(prf_rows(want)), workers
+        assert json.dumps(res.per_image) == json.dumps(want.per_image)  # NaN F of the crack-free image included
+        assert res.gt_crack_pixels == want.gt_crack_pixels
+
+
+def test_evaluate_dirs_does_not_depend_on_the_order_files_were_written(tmp_path):
+    stems = _write_set(tmp_path / "a", seed=22, n=9)
+    _write_set(tmp_path / "b", seed=22, n=9, order=[8, 2, 5, 0, 7, 1, 4, 6, 3])
+    a = evaluate_dirs(tmp_path / "a" / "pred", tmp_path / "a" / "gt", workers=3)
+    b = evaluate_dirs(tmp_path / "b" / "pred", tmp_path / "b" / "gt", workers=3)
+    assert [d["stem"] for d in b.per_image] == stems  # accumulated in stem order
+    assert (a.ods, a.ap) == (b.ods, b.ap) and json.dumps(a.per_image) == json.dumps(b.per_image)
+    assert a.ois == pytest.approx(b.ois, abs=0, nan_ok=True)
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_evaluate_dirs_names_the_first_unreadable_file_in_stem_order(tmp_path, workers):
+    _write_set(tmp_path, seed=23, n=12)
+    (tmp_path / "pred" / "img009.png").write_bytes(b"not a png")
+    (tmp_path / "gt" / "img005.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(DataError) as err:
+        evaluate_dirs(tmp_path / "pred", tmp_path / "gt", workers=workers)
+    assert str(err.value).startswith(f"{tmp_path / 'gt' / 'img005.png'}: cannot read image")
+    (tmp_path / "gt" / "img005.png").unlink()
+    _write(tmp_path / "gt", "img005.png", np.zeros((3, 3), np.uint8))  # a size mismatch, still before img009
+    with pytest.raises(DataError, match=r"img005\.png: prediction is \d+x\d+ but img005\.png is 3x3"):
+        evaluate_dirs(tmp_path / "pred", tmp_path / "gt", workers=workers)
+
+
+def test_evaluate_dirs_progress_sees_every_pair_in_order(tmp_path):
+    stems = _write_set(tmp_path, seed=24, n=5)
+    seen: list[str] = []
+
+    def progress(pairs):
+        for pair in pairs:
+            seen.append(pair[0])
+            yield pair
+
+    res = evaluate_dirs(tmp_path / "pred", tmp_path / "gt", progress=progress, workers=2)
+    assert seen == stems and res.n == 5
+
+
 def test_write_prf_table(tmp_path):
     preds, gts = _quirk_pair()
     res = _acc("crackclip", preds, gts)

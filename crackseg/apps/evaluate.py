@@ -12,10 +12,14 @@ from typing import Any
 
 from crackseg.base.console import warn
 from crackseg.base.errors import CracksegError, DataError
-from crackseg.config.run_config import PROTOCOLS
-from crackseg.config.run_folder import CONFIG_FILE, data_label
+from crackseg.base.protocols import PROTOCOLS
 from crackseg.evaluation.metrics import MetricsResult, evaluate_dirs, write_prf_table
-from crackseg.evaluation.scoring import run_test_split, score_predictions, split_samples
+
+# Scoring two folders needs only the metrics: a run folder and a dataset split import what reads their
+# configurations (crackseg.config, crackseg.evaluation.scoring) when they are scored, so the command starts fast.
+
+#: :data:`crackseg.config.run_folder.CONFIG_FILE` (a test holds the two equal): what makes a folder a run folder
+CONFIG_FILE = "config.yaml"
 
 
 def score(pred_dir: str, gt_dir: str | None = None, data: str | None = None, split: str | None = None,
@@ -44,6 +48,9 @@ def empty_truth_warning(res: MetricsResult) -> str:
 def score_run(run_dir: str, gt_dir: str | None, data: str | None, split: str | None,
               protocol: str | None) -> tuple[MetricsResult, dict[str, Any]]:
     """A run folder's ``predictions/`` scored against its own test split (it takes no GT_DIR, data or split)."""
+    from crackseg.config.run_folder import data_label
+    from crackseg.evaluation.scoring import run_test_split, score_predictions
+
     if gt_dir or data or split:
         raise CracksegError(f"{run_dir} is a run folder, scored against its own test split: it takes no "
                             f"GT_DIR, --data or --split (to score its predictions against other masks, pass "
@@ -78,6 +85,9 @@ def score_folder(pred_dir: str, gt_dir: str | None, data: str | None, split: str
     info: dict[str, Any] = {}
     try:
         if data:
+            from crackseg.config.run_folder import data_label
+            from crackseg.evaluation.scoring import score_predictions, split_samples
+
             spec, samples = split_samples(data, split or "test")
             info = {"data": data_label(spec), "split": split or "test"}
             res = score_predictions(pred_dir, samples, protocol or PROTOCOLS[0],

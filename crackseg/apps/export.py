@@ -15,6 +15,14 @@ at a second window size with ``dynamic``) before it is moved into place.
 With ``fp16`` the checked fp32 graph is converted to half-precision weights and arithmetic
 (onnxconverter-common; inputs and outputs stay float32, numerically fragile ops stay fp32) and
 checked again, against the same torch model, with a tolerance for half precision (5e-2).
+
+With ``int8`` (a run folder only) the checked fp32 graph is quantised statically (onnxruntime's QDQ
+format: per-channel int8 convolution weights, uint8 activations whose ranges are calibrated on windows
+of the run's own training images; the last convolution and the sigmoid stay float, so probabilities
+stay smooth near the threshold). No tolerance can hold an 8-bit model to the fp32 one on random inputs;
+instead the export measures what changes where it matters and prints it (:class:`Int8Check`): the ODS
+of both models on the first test images of the run's test split, the share of mask pixels that flip at
+the run's threshold, and the speed of int8 vs fp32 vs torch on this CPU. The metadata records it.
 """
 
 from __future__ import annotations
@@ -22,8 +30,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import statistics
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +41,11 @@ import numpy as np
 import torch
 
 from crackseg.base.console import first_line
-from crackseg.base.errors import CracksegError
+from crackseg.base.errors import CracksegError, DataError
 from crackseg.base.storage import storage_error
 from crackseg.base.version import __version__
-from crackseg.prediction.onnx_predictor import META_KEY
+from crackseg.prediction.onnx_predictor import META_KEY, OnnxPredictor, open_session
+from crackseg.prediction.windows import WindowPredictor
 from crackseg.training.backbones import as_outputs, input_stats, pad_to_multiple, size_multiple
 from crackseg.training.factory import load_model
 
@@ -45,6 +56,9 @@ PARITY_TOLERANCE = 1e-4
 #: the same for an fp16 export: half precision carries about three decimal digits, and random inputs
 #: drive activations far harder than photos (unet: 0.019 on random inputs, 0.007 on photos)
 FP16_TOLERANCE = 5e-2
+#: --int8: training windows its activation ranges are calibrated on; test images its masks are checked on
+CALIBRATION_WINDOWS = 32
+CHECK_IMAGES = 8
 
 
 class _Exported(torch.nn.Module):
@@ -67,17 +81,71 @@ class _Exported(torch.nn.Module):
 
 
 @dataclass
+class Int8Check:
+    """What ``--int8`` changes, measured at export time (printed, and kept in the metadata)."""
+
+    #: what the activation ranges were calibrated on, e.g. "32 windows of 32 train images of cfd"
+    calibration: str
+    #: test images of the run's test split predicted with both models (those with masks are scored)
+    images: int
+    ods_fp32: float | None
+    ods_int8: float | None
+    #: the run's threshold (its ODS threshold when evaluated) and the share of mask pixels that flip at it:
+    #: of all pixels, and of the pixels the fp32 model calls crack
+    threshold: float
+    flipped: float
+    flipped_of_crack: float | None
+    #: images/s on this CPU, same windows, batch and threads: ``torch``, ``fp32`` (ONNX), ``int8``
+    speed: dict[str, float] = field(default_factory=dict)
+    tiles: int = 0
+    batch_size: int = 0
+    threads: int = 0
+
+    def lines(self) -> list[str]:
+        """The lines ``crackseg export --int8`` prints."""
+        t, f, q = (self.speed.get(k, float("nan")) for k in ("torch", "fp32", "int8"))
+        out = [f"int8 speed on this CPU ({self.tiles} windows, batch {self.batch_size}, {self.threads} threads): "
+               f"{q:.2f} img/s = {q / f:.2f}x the fp32 ONNX model ({f:.2f}), {q / t:.2f}x torch ({t:.2f})"]
+        if not self.images:
+            return [*out, f"int8 ODS and masks: not checked (--check-images 0; calibrated on {self.calibration})"]
+        if self.ods_fp32 is not None and self.ods_int8 is not None:
+            out.append(f"int8 ODS on {self.images} test images: {100 * self.ods_int8:.2f} vs fp32 "
+                       f"{100 * self.ods_fp32:.2f} ({100 * (self.ods_int8 - self.ods_fp32):+.2f})")
+        else:
+            out.append(f"int8 ODS: not measured (the {self.images} test images checked have no cracks in masks)")
+        crack = "" if self.flipped_of_crack is None else f", {100 * self.flipped_of_crack:.2f}% of fp32's crack pixels"
+        out.append(f"int8 masks at threshold {self.threshold:g}: {100 * self.flipped:.3f}% of pixels flip{crack} "
+                   f"(calibrated on {self.calibration})")
+        return out
+
+
+@dataclass
 class ExportResult:
     path: Path
     exporter: str
     max_diff: float
     sizes: tuple[int, ...]
     metadata: dict[str, Any]
+    int8: Int8Check | None = None
 
 
 def export_onnx(source: str | Path, out: str | Path, *, opset: int = 18, dynamic: bool = False,
-                fp16: bool = False) -> ExportResult:
-    """Export the backbone of a run folder or checkpoint to ``out`` (checked, then written atomically)."""
+                fp16: bool = False, int8: bool = False, calibration: int | None = None,
+                check_images: int | None = None) -> ExportResult:
+    """Export the backbone of a run folder or checkpoint to ``out`` (checked, then written atomically).
+
+    ``int8``: quantise it (a run folder: ``calibration`` windows of its training images, default
+    :data:`CALIBRATION_WINDOWS`) and measure the change on the first ``check_images`` images of its test
+    split (default :data:`CHECK_IMAGES`; 0: speed only); :attr:`ExportResult.int8` says what was found.
+    """
+    if int8 and fp16:
+        raise CracksegError("--int8 and --fp16 do not combine (one precision per model); choose one")
+    for flag, value, least in (("--calibration", calibration, 1), ("--check-images", check_images, 0)):
+        if value is not None and not int8:
+            raise CracksegError(f"{flag} applies to --int8 only")
+        if value is not None and value < least:
+            raise CracksegError(f"{flag} {value}: must be at least {least}")
+    flag = " --fp16" if fp16 else " --int8" if int8 else ""
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -85,13 +153,17 @@ def export_onnx(source: str | Path, out: str | Path, *, opset: int = 18, dynamic
         if fp16:
             import onnxconverter_common  # noqa: F401
     except ModuleNotFoundError as exc:
-        raise CracksegError(f"crackseg export{' --fp16' if fp16 else ''} needs the {exc.name!r} package; "
+        raise CracksegError(f"crackseg export{flag} needs the {exc.name!r} package; "
                             f"pip install 'crackseg[onnx]'") from None
     out = Path(out)
     if out.suffix != ".onnx":
         raise CracksegError(f"--out {out}: the file name must end in .onnx")
     if not 14 <= opset <= 23:
         raise CracksegError(f"--opset {opset}: must be between 14 and 23")
+    run_dir = _run_folder(source) if int8 else None
+    if int8 and run_dir is None:
+        raise CracksegError(f"{source}: --int8 needs a run folder (its config.yaml names the training images "
+                            f"to calibrate on and the test split to check the int8 model on)")
     model, ckpt = load_model(source)
     model.eval()
     name = str(ckpt["backbone"]["name"])
@@ -103,6 +175,8 @@ def export_onnx(source: str | Path, out: str | Path, *, opset: int = 18, dynamic
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         exporter = _export(wrapped, tmp, size, opset, dynamic, name)
+        if not dynamic:
+            _constant_resize_scales(tmp)
         sizes: tuple[int, ...] = (size, _second_size(size, wrapped.multiple)) if dynamic else (size,)
         max_diff = _parity(wrapped, tmp, sizes)
         if dynamic and max_diff == float("inf"):
@@ -118,16 +192,22 @@ def export_onnx(source: str | Path, out: str | Path, *, opset: int = 18, dynamic
             if not max_diff <= FP16_TOLERANCE:
                 raise CracksegError(f"backbone {name!r}: in half precision the ONNX graph differs from the torch "
                                     f"model by {max_diff:.2g} (> {FP16_TOLERANCE:g}); export it without --fp16")
+        check = None
+        if run_dir is not None:
+            check = _to_int8(tmp, model, dict(ckpt.get("predict") or {}), run_dir, size,
+                             calibration or CALIBRATION_WINDOWS, CHECK_IMAGES if check_images is None else check_images)
         meta = {
             "format": META_FORMAT, "crackseg_version": __version__, "exporter": exporter, "opset": opset,
             "image_size": size, "dynamic": dynamic, "size_multiple": wrapped.multiple,
             "input": "float32 [N,3,H,W] RGB in [0,1]", "output": "float32 [N,1,H,W] crack probability",
-            "precision": "fp16" if fp16 else "fp32",
+            "precision": "fp16" if fp16 else "int8" if int8 else "fp32",
             "backbone": {k: ckpt["backbone"].get(k) for k in ("name", "params", "plugin", "distribution", "version")},
             "predict": dict(ckpt.get("predict") or {}),
             "placeholder": getattr(model, "placeholder", None),
             "source": str(source),
         }
+        if check is not None:
+            meta["int8"] = {"quantization": INT8_SCHEME, **asdict(check)}
         _write_metadata(tmp, meta)
         os.replace(tmp, out)
     except Exception as exc:  # a full disk, a read-only folder: one line naming --out (an earlier file is kept)
@@ -138,10 +218,11 @@ def export_onnx(source: str | Path, out: str | Path, *, opset: int = 18, dynamic
     finally:
         if tmp.exists():
             tmp.unlink()
-        data = tmp.with_name(tmp.name + ".data")
-        if data.exists():
-            data.unlink()
-    return ExportResult(out, exporter, max_diff, sizes, meta)
+        for extra in (".data", ".fp32", ".pre"):
+            data = tmp.with_name(tmp.name + extra)
+            if data.exists():
+                data.unlink()
+    return ExportResult(out, exporter, max_diff, sizes, meta, check)
 
 
 def _second_size(size: int, multiple: int) -> int:
@@ -195,6 +276,65 @@ def _export_quietly(wrapped: torch.nn.Module, path: Path, example: tuple[torch.T
     return ""
 
 
+def _constant_resize_scales(path: Path) -> int:
+    """Give the upsampling ``Resize`` nodes of a fixed-size graph constant integer scales instead of the sizes the
+    exporter computes at run time (``Shape`` → ``Concat``), and drop that arithmetic: the same result, and
+    onnxruntime can then keep the decoder in its blocked conv layout (fp32) or in uint8 (int8) instead of
+    converting each feature map back to read its shape (5% here on a U-Net). Returns the nodes changed."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - no shapes, nothing to rewrite (the parity check follows either way)
+        return 0
+    shapes: dict[str, list[int]] = {}
+    for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else 0 for d in vi.type.tensor_type.shape.dim]
+    changed = 0
+    for node in model.graph.node:
+        src, dst = shapes.get(node.input[0] if node.input else ""), shapes.get(node.output[0])
+        if (node.op_type != "Resize" or len(node.input) != 4 or node.input[2] or not node.input[3]
+                or any(a.name == "axes" for a in node.attribute) or not src or not dst or len(src) != 4
+                or len(dst) != 4 or not all(src[1:] + dst[1:]) or src[1] != dst[1]
+                or dst[2] % src[2] or dst[3] % src[3]):
+            continue
+        scales = np.array([1, 1, dst[2] // src[2], dst[3] // src[3]], np.float32)
+        model.graph.initializer.append(numpy_helper.from_array(scales, f"{node.output[0]}_crackseg_scales"))
+        node.input[2] = f"{node.output[0]}_crackseg_scales"
+        del node.input[3]
+        changed += 1
+    if changed:
+        _drop_dead_nodes(model)
+        onnx.save(model, str(path))
+    return changed
+
+
+def _drop_dead_nodes(model: Any) -> None:
+    """Remove the nodes (and initializers) nothing reads any more."""
+    def reads(nodes: Any) -> set[str]:  # the inputs of nodes, those of their subgraphs (If, Loop) included
+        names: set[str] = set()
+        for n in nodes:
+            names.update(n.input)
+            for a in n.attribute:
+                for g in [a.g] if a.HasField("g") else list(a.graphs):
+                    names |= reads(g.node)
+        return names
+
+    outputs = {o.name for o in model.graph.output}
+    while True:
+        used = outputs | reads(model.graph.node)
+        dead = [n for n in model.graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            model.graph.node.remove(n)
+    used = reads(model.graph.node)
+    for init in [t for t in model.graph.initializer if t.name not in used]:
+        model.graph.initializer.remove(init)
+
+
 def _raise_refused_write(exc: Exception, path: Path) -> None:
     """Re-raise ``exc`` when it is the file system refusing the write (a full disk, a read-only folder): that is
     no reason to think the backbone cannot be exported (:func:`export_onnx` names ``--out``)."""
@@ -242,3 +382,202 @@ def _write_metadata(path: Path, meta: dict[str, Any]) -> None:
     entry.key, entry.value = META_KEY, json.dumps(meta, default=str)
     model.producer_name = "crackseg"
     onnx.save(model, str(path))
+
+
+# -- int8 ----------------------------------------------------------------------------------------------------
+#: what ``--int8`` does (also in the metadata)
+INT8_SCHEME = ("onnxruntime static QDQ: per-channel int8 weights, uint8 activations (MinMax calibration); "
+               "the last convolution and the sigmoid in float")
+
+
+def _run_folder(source: str | Path) -> Path | None:
+    """The run folder of ``source`` (the folder itself, or the folder a model.pt / checkpoint.pt lies in)."""
+    from crackseg.config.run_folder import CONFIG_FILE
+
+    p = Path(source)
+    folder = p if p.is_dir() else p.parent
+    return folder if (folder / CONFIG_FILE).is_file() else None
+
+
+class _WindowRecorder(WindowPredictor):
+    """The windows the predictors would see (resized images or tiles), kept instead of predicted."""
+
+    def __init__(self, size: int, mode: str, overlap: float) -> None:
+        super().__init__(size, 64, mode, overlap)
+        self.windows: list[np.ndarray] = []
+
+    def forward_batch(self, batch: np.ndarray) -> np.ndarray:
+        self.windows.extend(batch)
+        return np.zeros(batch.shape[:3], np.float32)
+
+
+def calibration_windows(images: list[Any], size: int, pc: dict[str, Any], count: int) -> tuple[np.ndarray, int]:
+    """``uint8 [count, size, size, 3]`` windows of ``images`` (callables that load an RGB image) cut as the
+    run predicts (``predict.mode``, ``tile_overlap``), from evenly spaced images, a few windows of each;
+    and how many images they come from."""
+    picks = np.unique(np.linspace(0, len(images) - 1, min(count, len(images))).round().astype(int))
+    per = -(-count // len(picks))
+    out: list[np.ndarray] = []
+    used = 0
+    for i in picks:
+        rec = _WindowRecorder(size, str(pc.get("mode", "auto")), float(pc.get("tile_overlap", 0.25)))
+        rec.predict_many([images[i]()])
+        step = max(1, len(rec.windows) // per)
+        out.extend(rec.windows[::step][:per])
+        used += 1
+        if len(out) >= count:
+            break
+    return np.stack(out[:count]), used
+
+
+def _as_input(batch: np.ndarray) -> np.ndarray:
+    """uint8 NHWC windows → the graph's input, float32 NCHW in [0, 1] (as :class:`OnnxPredictor` feeds it)."""
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+
+
+def _float_tail(model: Any) -> list[str]:
+    """Names of the nodes from the graph's output back to its last convolution (included): kept in float."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    names: list[str] = []
+    todo = [o.name for o in model.graph.output]
+    seen: set[str] = set()
+    while todo:
+        node = producers.get(todo.pop())
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        names.append(node.name)
+        if node.op_type not in ("Conv", "ConvTranspose", "MatMul", "Gemm"):
+            todo.extend(i for i in node.input if i)
+    return names
+
+
+def quantize_int8(src: str | Path, dst: str | Path, windows: np.ndarray, batch_size: int = 8) -> None:
+    """Static QDQ int8 quantisation of the fp32 crackseg graph ``src`` into ``dst`` (:data:`INT8_SCHEME`),
+    its activation ranges calibrated on ``windows`` (``uint8 [N, S, S, 3]``)."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src, dst = Path(src), Path(dst)
+    pre = dst.with_name(dst.name + ".pre")
+    batches = iter([_as_input(windows[i : i + batch_size]) for i in range(0, len(windows), batch_size)])
+    name = onnx.load(str(src), load_external_data=False).graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(batches, None)
+            return None if x is None else {name: x}
+
+    logging.disable(logging.WARNING)  # the quantiser logs advice on every run
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            model = onnx.load(str(pre))
+            for i, node in enumerate(model.graph.node):  # the exclusions below are by name
+                node.name = node.name or f"crackseg_node_{i}"
+            onnx.save(model, str(pre))
+            quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=_float_tail(model))
+    finally:
+        logging.disable(logging.NOTSET)
+        if pre.exists():
+            pre.unlink()
+
+
+def _to_int8(tmp: Path, model: torch.nn.Module, pc: dict[str, Any], run_dir: Path, size: int, calibration: int,
+             check_images: int) -> Int8Check:
+    """Quantise the checked fp32 graph ``tmp`` in place (calibrated on the run's training images) and measure
+    what changed against it: ODS and flipped mask pixels on the run's test images, speed on this CPU."""
+    from crackseg.config.run_folder import data_label
+    from crackseg.data.loading import train_samples
+    from crackseg.evaluation.scoring import run_test_split
+    from crackseg.prediction.predictor import Predictor
+
+    data, tests, protocol = run_test_split(run_dir)
+    test_stems = {s.stem for s in tests}
+    train = [s for s in train_samples(data) if s.stem not in test_stems]  # never calibrate on a test image
+    if not train:
+        raise DataError(f"{run_dir}: --int8 found no training images (outside the test split) to calibrate on")
+    windows, n_images = calibration_windows([s.load_image for s in train], size, pc, calibration)
+    fp32 = tmp.with_name(tmp.name + ".fp32")
+    os.replace(tmp, fp32)
+    try:
+        quantize_int8(fp32, tmp, windows)
+    except Exception as exc:  # noqa: BLE001 - an op onnxruntime cannot quantise: one line, not a traceback
+        _raise_refused_write(exc, tmp)
+        raise CracksegError(f"this model cannot be quantised to int8 ({first_line(exc)}); "
+                            f"export it without --int8") from None
+    threads = torch.get_num_threads()
+    batch = int(pc.get("batch_size", 4))
+    mode, overlap = str(pc.get("mode", "auto")), float(pc.get("tile_overlap", 0.25))
+    meta = {"image_size": size}
+    ref = OnnxPredictor(open_session(fp32, threads=threads), meta, batch, mode, overlap)
+    q8 = OnnxPredictor(open_session(tmp, threads=threads), meta, batch, mode, overlap)
+    check = _compare(ref, q8, tests[:check_images], pc, run_dir, protocol)
+    eager = Predictor(model, size, "cpu", batch, mode, overlap)
+    tiles = windows[: max(2 * batch, 8)]
+    check.speed = _speeds({"torch": eager, "fp32": ref, "int8": q8}, tiles, batch)
+    check.calibration = (f"{len(windows)} windows of {n_images} {data.get('train_split', 'train')} images "
+                         f"of {data_label(data)}")
+    check.tiles, check.batch_size, check.threads = len(tiles), batch, threads
+    fp32.unlink()
+    return check
+
+
+def _compare(ref: OnnxPredictor, q8: OnnxPredictor, samples: list[Any], pc: dict[str, Any], run_dir: Path,
+             protocol: str) -> Int8Check:
+    """ODS of both models on ``samples`` (those with masks) and the share of mask pixels that flip."""
+    from crackseg.base.maps import crack_mask
+    from crackseg.evaluation.metrics import MetricAccumulator
+    from crackseg.prediction.thresholds import choose_threshold
+    from crackseg.prediction.windows import postprocess
+
+    threshold, _ = choose_threshold(run_dir, None, pc)
+    acc = {"fp32": MetricAccumulator(protocol), "int8": MetricAccumulator(protocol)}
+    flipped = crack = pixels = 0
+    erosion, minmax = int(pc.get("erosion_iterations", 0)), bool(pc.get("minmax_normalize", False))
+    for s in samples:
+        image = s.load_image()
+        maps = {k: postprocess(p.predict_many([image])[0], erosion, minmax) for k, p in (("fp32", ref), ("int8", q8))}
+        if s.has_mask:
+            gt = s.mask()
+            for k, u8 in maps.items():
+                acc[k].add(s.stem, u8, gt)
+        a, b = crack_mask(maps["fp32"], threshold), crack_mask(maps["int8"], threshold)
+        flipped += int(np.count_nonzero(a != b))
+        crack += int(np.count_nonzero(a))
+        pixels += a.size
+    ods = {k: (m.result().ods if len(m) else None) for k, m in acc.items()}
+    return Int8Check(calibration="", images=len(samples), ods_fp32=_finite(ods["fp32"]), ods_int8=_finite(ods["int8"]),
+                     threshold=threshold, flipped=flipped / max(pixels, 1),
+                     flipped_of_crack=flipped / crack if crack else None)
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def _speeds(predictors: dict[str, WindowPredictor], tiles: np.ndarray, batch: int, rounds: int = 3) -> dict[str, float]:
+    """Images/s of each predictor's ``forward_batch`` on ``tiles``: median of alternating rounds, after a warm-up."""
+    def rate(p: WindowPredictor) -> float:
+        t0 = time.perf_counter()
+        for i in range(0, len(tiles), batch):
+            p.forward_batch(tiles[i : i + batch])
+        return len(tiles) / (time.perf_counter() - t0)
+
+    for p in predictors.values():
+        p.forward_batch(tiles[:batch])
+    rates: dict[str, list[float]] = {k: [] for k in predictors}
+    for _ in range(rounds):
+        for k, p in predictors.items():
+            rates[k].append(rate(p))
+    return {k: round(statistics.median(v), 3) for k, v in rates.items()}

@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -397,6 +397,7 @@ def evaluate_dirs(
     gt_dir: str | os.PathLike[str],
     protocol: str = "crackclip",
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+    workers: int | None = None,
 ) -> MetricsResult:
     """Evaluate a folder of predictions against a folder of masks, paired by stem.
 
@@ -404,21 +405,62 @@ def evaluate_dirs(
     by :func:`~crackseg.base.io.read_mask` (a 0/1 mask is crack where 1, any other
     where grey > 127). ``progress`` may wrap the pair iterator (for
     example ``tqdm``).
+
+    ``workers`` threads decode the pairs (default: one per CPU this process may use; OpenCV decodes without
+    the GIL). The histograms are added in stem order whatever the number of workers, so the result is the
+    same bit for bit; a file that cannot be read is reported as when read in order (the first in stem order).
     """
     acc = MetricAccumulator(protocol)
-    pairs: Iterable[tuple[str, Path, Path]] = pair_by_stem(pred_dir, gt_dir)
-    if progress is not None:
-        pairs = progress(pairs)
-    for stem, pred_path, gt_path in pairs:
-        pred = read_gray(pred_path)
-        gt = read_mask(gt_path)
-        if pred.shape != gt.shape:
-            raise DataError(
-                f"{pred_path}: prediction is {pred.shape[1]}x{pred.shape[0]} but {gt_path.name} is "
-                f"{gt.shape[1]}x{gt.shape[0]} (W x H); predictions must have the mask's size"
-            )
-        acc.add(stem, pred, gt)
+    pairs = pair_by_stem(pred_dir, gt_dir)
+    results = _pair_histograms(pairs, _decode_workers(len(pairs), workers))
+    try:
+        for stem, _, _ in progress(pairs) if progress is not None else pairs:
+            pos, neg = next(results)
+            acc._append(stem, pos, neg)
+    finally:
+        results.close()  # a failure stops the decoding of the pairs not yet started
     return acc.result()
+
+
+def _decode_workers(n_pairs: int, workers: int | None = None) -> int:
+    """Threads that decode ``n_pairs`` image pairs: ``workers``, else one per CPU this process may use (at
+    most 32); never more than there are pairs, at least 1."""
+    if workers is None:
+        try:
+            workers = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            workers = os.cpu_count() or 1
+        workers = min(workers, 32)
+    return max(1, min(int(workers), n_pairs))
+
+
+def _read_pair(pair: tuple[str, Path, Path]) -> tuple[np.ndarray, np.ndarray]:
+    """The (crack, background) histograms of one prediction and its mask; each file decoded once."""
+    _, pred_path, gt_path = pair
+    pred = read_gray(pred_path)
+    gt = read_mask(gt_path)
+    if pred.shape != gt.shape:
+        raise DataError(
+            f"{pred_path}: prediction is {pred.shape[1]}x{pred.shape[0]} but {gt_path.name} is "
+            f"{gt.shape[1]}x{gt.shape[0]} (W x H); predictions must have the mask's size"
+        )
+    return image_histograms(pred, gt)
+
+
+def _pair_histograms(
+    pairs: list[tuple[str, Path, Path]], workers: int
+) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
+    """:func:`_read_pair` of every pair, in order, decoded by ``workers`` threads."""
+    if workers <= 1:
+        yield from map(_read_pair, pairs)
+        return
+    from concurrent.futures import ThreadPoolExecutor  # lazy: only a folder of many pairs needs it
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crackseg-decode")
+    try:
+        yield from pool.map(_read_pair, pairs)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # -- reporting ----------------------------------------------------------------------
