@@ -63,8 +63,9 @@ def predict_paths(source: str | Path, inputs: Sequence[str], out: str | Path, *,
     if log is not None:
         shown = f"{thr:.2f}" if round(thr, 2) == thr else f"{thr:g}"
         log(f"threshold {shown} ({why})" + ("" if threshold is not None else "; --threshold to change"))
-        if getattr(predictor, "precision", "fp32") != "fp32":  # an exported --int8 / --fp16 model says so
-            log(f"model: {predictor.precision} ONNX ({source}); its agreement with fp32 was printed by crackseg export")
+        precision = str(getattr(predictor, "precision", "fp32"))
+        if precision != "fp32":  # an exported --int8 / --fp16 model says so
+            log(f"model: {precision} ONNX ({source}); its agreement with fp32 was printed by crackseg export")
     total = sum(predictor.window_count(image_shape(p)) for p in paths)
     out = Path(out)
     written = []
