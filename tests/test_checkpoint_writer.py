@@ -95,7 +95,8 @@ def test_kill_during_a_background_write_resumes_to_the_metrics_of_an_uninterrupt
     env = make_plugin_site(tmp_path / "site", "crackseg_tiny", THIRD_PARTY, "crackseg-tiny", entry_point="tiny")
     args = ["run", "--backbone", "tiny", "--data", "synthetic", "--device", "cpu",
             "--set", "data.n_train=4", "--set", "data.n_test=2", "--set", "data.size=32",
-            "--set", "train.batch_size=2", "--set", "train.epochs=4", "--set", "predict.overlays=0"]
+            "--set", "train.batch_size=2", "--set", "train.epochs=4", "--set", "predict.overlays=0",
+            "--set", "train.checkpoint_every_s=0"]  # a checkpoint after every epoch: epoch 2's is the one killed
     whole = tmp_path / "whole"
     r = run_cli(*args, "--quiet", "--out", str(whole), env=env)
     assert r.returncode == 0, r.stderr
@@ -151,3 +152,63 @@ def test_the_last_checkpoint_is_on_disk_when_fit_returns(tmp_path):
     assert ckpt["done"] and ckpt["epoch"] == 3 and model["epoch"] == 3
     assert all(torch.equal(model["model"][k], ckpt["model"][k]) for k in ckpt["model"])
     assert not list(Path(out).glob(".*.tmp*"))
+
+
+def _engine(tmp_path, every_s):
+    from crackseg.base.distributed import DistEnv
+    from crackseg.training.engine import Engine, EngineSettings
+
+    model = torch.nn.Linear(2, 1)
+    return Engine(model, EngineSettings(device="cpu", env=DistEnv(), checkpoint_path=tmp_path / "checkpoint.pt",
+                                        epochs=5, checkpoint_every_s=every_s, quiet=True)), model
+
+
+def _train(engine, model, epochs):
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for epoch in epochs:
+        loss = model(torch.ones(4, 2)).pow(2).mean()
+        engine.backward_step(loss, opt, images=4)
+        engine.end_epoch(epoch, {"loss": float(loss.detach())}, opt)
+
+
+def test_checkpoints_held_back_by_the_interval_are_written_when_training_stops(tmp_path, monkeypatch):
+    """``train.checkpoint_every_s``: fast epochs are not each written; what stops training (the last epoch, the end
+    of ``epochs(limit)``, Ctrl-C or an error: ``close()``) still finds the last finished epoch on disk."""
+    import crackseg.training.checkpoints as ck
+
+    written: list[int] = []
+    real = ck._save
+    monkeypatch.setattr(ck, "_save", lambda path, payload: (written.append(payload["epoch"]), real(path, payload)))
+    path = tmp_path / "checkpoint.pt"
+
+    engine, model = _engine(tmp_path, 3600)
+    _train(engine, model, engine.epochs(limit=2))  # a trainer that trains 2 epochs now, more later
+    assert written == [2] and torch.load(path, weights_only=True)["epoch"] == 2
+
+    written.clear()
+    path.unlink()
+    engine, model = _engine(tmp_path, 3600)
+    it = engine.epochs()
+    _train(engine, model, (next(it) for _ in range(3)))  # 3 epochs, then Ctrl-C / an error in the 4th
+    assert written == [] and not path.exists()  # held back: 3 fast epochs within the hour
+    engine.close()  # what the runner's `finally` calls
+    assert written == [3] and torch.load(path, weights_only=True)["epoch"] == 3
+
+    written.clear()
+    engine, model = _engine(tmp_path, 3600)
+    _train(engine, model, engine.epochs())  # to the end: only the last epoch is written
+    assert written == [5] and torch.load(path, weights_only=True)["done"]
+
+    written.clear()
+    engine, model = _engine(tmp_path, 0)  # 0: after every epoch
+    _train(engine, model, engine.epochs())
+    assert written == [1, 2, 3, 4, 5]
+
+
+def test_a_resume_may_change_the_checkpoint_interval():
+    from crackseg.config.run_config import diff_configs, resolve_config
+
+    a = resolve_config([{"out": "x"}])
+    b = resolve_config([{"out": "x", "train": {"checkpoint_every_s": 0, "num_workers": 0}}])
+    c = resolve_config([{"out": "x", "train": {"lr": 0.5}}])
+    assert diff_configs(a, b) == [] and diff_configs(a, c) == ["train.lr"]

@@ -149,8 +149,9 @@ def test_interrupted_run_resumes(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "crackseg", *args], cwd=REPO, env={**os.environ, **env},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ckpt = out / "checkpoint.pt"
+    history = out / "history.csv"  # an epoch is finished (its checkpoint may be held back: train.checkpoint_every_s)
     deadline = time.time() + 120
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+    while not history.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)

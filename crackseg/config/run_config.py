@@ -56,6 +56,9 @@ class TrainConfig:
     time_budget_s: float = 0.0
     #: processes that load and augment training images from disk (null: from the CPU count, at most 4)
     num_workers: int | None = None
+    #: write checkpoint.pt after an epoch once this many seconds passed since the last one (0: after every
+    #: epoch); the last epoch's is always written, and so is the last finished epoch's on Ctrl-C or an error
+    checkpoint_every_s: float = 60.0
     #: where each epoch's numbers go (crackseg list loggers); null: every default logger that is installed
     loggers: list[str] | None = None
 
@@ -332,6 +335,8 @@ def _check_train(t: TrainConfig) -> None:
     bad = [a for a in t.augment if a not in ("flip", "rot90")]
     if bad:
         raise ConfigError(f"train.augment: unknown augmentation {quote(bad[0])} (choose from flip, rot90)")
+    if not t.checkpoint_every_s >= 0:
+        raise ConfigError("train.checkpoint_every_s must be 0 or more (seconds; 0: a checkpoint after every epoch)")
     if t.num_workers is not None and t.num_workers < 0:
         raise ConfigError("train.num_workers must be 0 or more (null: from the CPU count)")
     for name in t.loggers or []:
@@ -348,8 +353,12 @@ def config_from_dict(d: dict[str, Any]) -> RunConfig:
     return resolve_config([d])
 
 
-def diff_configs(a: RunConfig, b: RunConfig, ignore: tuple[str, ...] = ("out", "device", "shared_dir")) -> list[str]:
-    """Dotted keys whose values differ (for ``--resume`` safety)."""
+#: keys a resumed run may change: where and how it runs, not what it computes
+RESUME_MAY_CHANGE = ("out", "device", "shared_dir", "train.num_workers", "train.checkpoint_every_s")
+
+
+def diff_configs(a: RunConfig, b: RunConfig, ignore: tuple[str, ...] = RESUME_MAY_CHANGE) -> list[str]:
+    """Dotted keys whose values differ (for ``--resume`` safety), less ``ignore`` (keys or top-level sections)."""
     da, db = flatten(schema.to_dict(a)), flatten(schema.to_dict(b))
     keys = sorted(set(da) | set(db))
-    return [k for k in keys if da.get(k) != db.get(k) and k.split(".")[0] not in ignore]
+    return [k for k in keys if da.get(k) != db.get(k) and k not in ignore and k.split(".")[0] not in ignore]

@@ -137,13 +137,14 @@ class CheckpointWriter:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    def write(self, path: Path, payload: dict[str, Any], *, wait: bool = False) -> None:
+    def write(self, path: Path, payload: dict[str, Any], *, wait: bool = False, frozen: bool = False) -> None:
+        """Write ``payload`` to ``path`` (``frozen``: it is a :func:`snapshot` already)."""
         self.wait()
-        frozen = snapshot(payload)
+        frozen_payload = payload if frozen else snapshot(payload)
         if wait:
-            _save(path, frozen)
+            _save(path, frozen_payload)
             return
-        self._thread = threading.Thread(target=self._run, args=(path, frozen), name="crackseg-checkpoint")
+        self._thread = threading.Thread(target=self._run, args=(path, frozen_payload), name="crackseg-checkpoint")
         self._thread.start()  # not a daemon: the interpreter finishes the write before it exits (Ctrl-C included)
 
     def _run(self, path: Path, frozen: dict[str, Any]) -> None:

@@ -8,7 +8,8 @@ party's) and the CAM labelers' patch classifier. It is the only place that wraps
   global, each rank takes ``batch_size / world_size`` images from a ``DistributedSampler``, so
   N processes see the batches one process would. Rank 0 alone writes; a checkpoint written by
   N processes resumes on M.
-* **Checkpoints** (format 2): written atomically after every epoch with the model's state,
+* **Checkpoints** (format 2): written atomically after an epoch (every epoch, or once ``checkpoint_every_s``
+  passed since the last one; always after the last epoch, and on Ctrl-C or an error) with the model's state,
   optimizer, scheduler, gradient scaler, epoch, step, history, the trainer's own state and the
   caller's metadata; ``--resume`` continues from the last one. A copy of the state is written in
   a background thread while the next epoch trains (:class:`~crackseg.training.checkpoints.CheckpointWriter`);
@@ -46,6 +47,7 @@ from crackseg.training.checkpoints import (
     load_model_state,
     model_state,
     read_checkpoint,
+    snapshot,
 )
 from crackseg.training.precision import amp_dtype
 from crackseg.training.result import TrainResult
@@ -84,6 +86,8 @@ class EngineSettings:
     time_budget_s: float = 0.0
     #: loader processes (None: one per spare core, at most :data:`MAX_AUTO_WORKERS`)
     num_workers: int | None = 0
+    #: write the checkpoint after an epoch only once this many seconds passed since the last one (0: every epoch)
+    checkpoint_every_s: float = 0.0
     seed: int = 0
     #: continue from ``checkpoint_path`` when it exists
     resume: bool = False
@@ -101,7 +105,7 @@ class EngineSettings:
         """Settings whose precision, gradient clipping, budgets and loader processes come from a ``train:`` section."""
         return cls(precision=train.precision, grad_clip=train.grad_clip, max_steps=train.max_steps,
                    time_budget_s=train.time_budget_s, num_workers=train.num_workers, epochs=train.epochs,
-                   **settings)
+                   checkpoint_every_s=train.checkpoint_every_s, **settings)
 
 
 class Engine:
@@ -175,6 +179,10 @@ class Engine:
         #: the number of finished epochs (what the next checkpoint records)
         self._epoch = 0
         self._writer = CheckpointWriter()
+        self.checkpoint_every_s = st.checkpoint_every_s
+        #: when the last checkpoint write started (perf_counter); the last finished epoch's state not yet written
+        self._last_write: float | None = None
+        self._pending: dict[str, Any] | None = None
 
     # -- the model ------------------------------------------------------------------
     def trainable(self) -> list[torch.nn.Parameter]:
@@ -274,9 +282,23 @@ class Engine:
             "epoch": self._epoch, "step": self.step, "done": self.done, "history": self.history,
             "trainer": self.trainer_state,
         }
-        # the last checkpoint is on disk before fit() returns (model.pt is made from it); the others are
-        # written in the background while the next epoch trains
-        self._writer.write(self.checkpoint_path, payload, wait=self.done)
+        now = time.perf_counter()
+        started = self._last_write if self._last_write is not None else (self._t0 or now)
+        if self.done or self.checkpoint_every_s <= 0 or now - started >= self.checkpoint_every_s:
+            # the last checkpoint is on disk before fit() returns (model.pt is made from it); the others are
+            # written in the background while the next epoch trains
+            self._pending, self._last_write = None, now
+            self._writer.write(self.checkpoint_path, payload, wait=self.done)
+        else:  # too soon after the last one: kept in memory, written by flush() if training ends here
+            self._pending = snapshot(payload)
+
+    def flush(self) -> None:
+        """Put the last finished epoch's checkpoint on disk (if ``checkpoint_every_s`` held it back) and wait for
+        the write in flight: after it, ``--resume`` continues from the last finished epoch."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._writer.write(self.checkpoint_path, pending, wait=True, frozen=True)
+        self._writer.wait()
 
     # -- the loop --------------------------------------------------------------------
     def epochs(self, limit: int | None = None) -> Iterator[int]:
@@ -302,6 +324,7 @@ class Engine:
             yield epoch
             if self.stopped:
                 break
+        self.flush()  # a trainer that trains some epochs now (limit) and more later finds them all on disk
 
     def progress(self, *sources: Iterable[Any], total: int | None = None, desc: str = "") -> Any:
         """The batches of ``sources`` (one loader, or several zipped into tuples) with a progress bar on rank 0.
@@ -391,9 +414,9 @@ class Engine:
     def result(self) -> TrainResult:
         """What the trainer returns: epochs done, steps, history, training time, images/s.
 
-        A checkpoint write still in flight is finished first (its failure is raised here).
+        A checkpoint held back or still in flight is written first (its failure is raised here).
         """
-        self._writer.wait()
+        self.flush()
         seconds = time.perf_counter() - self._t0 if self._t0 else 0.0
         return TrainResult(self._epoch, self.step, list(self.history), seconds,
                            self._seen / seconds if seconds > 0 else 0.0, self.stopped)
@@ -401,11 +424,11 @@ class Engine:
     def close(self) -> None:
         """Finish the checkpoint write in flight, close the loggers (rank 0).
 
-        After a normal end the last checkpoint was written already; after an error (being raised), a
-        write in flight is finished and its own failure, if any, is left to the error being raised.
+        After a normal end the last checkpoint was written already; after an error or Ctrl-C (being raised),
+        the last finished epoch's state is written, and a failure to write it is left to the error being raised.
         """
         with contextlib.suppress(Exception):
-            self._writer.wait()
+            self.flush()
         if self.env.is_main and self._loggers_started:
             for logger in self.loggers:
                 with contextlib.suppress(Exception):
