@@ -424,15 +424,17 @@ def test_interrupted_compare_continues(site, tmp_path):
     deadline = time.monotonic() + 120
     ckpt = None
     while time.monotonic() < deadline and p.poll() is None:
-        found = list(runs.glob("cells/fsv+tinyseg@*/checkpoint.pt"))
+        # an epoch is finished (its checkpoint may be held back by train.checkpoint_every_s until Ctrl-C)
+        found = list(runs.glob("cells/fsv+tinyseg@*/history.csv"))
         if found:
-            ckpt = found[0]
+            ckpt = found[0].with_name("checkpoint.pt")
             break
         time.sleep(0.05)
     assert ckpt is not None, "the long cell never started training"
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, err
+    assert ckpt.is_file()  # Ctrl-C wrote the last finished epoch
     assert "run the same command again" in err
     quick = next(d for n, d in cell_dirs(runs).items() if "@" not in n)
     long_dir = ckpt.parent

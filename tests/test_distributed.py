@@ -168,7 +168,8 @@ def test_sharded_prediction_writes_what_one_process_writes(one_and_two, env, tmp
 
 def test_two_process_checkpoint_resumes_on_one(env, tmp_path):
     out = tmp_path / "run"
-    args = ["run", *ARGS, "--set", "train.epochs=6", "--set", "data.n_train=32", "--out", str(out)]
+    args = ["run", *ARGS, "--set", "train.epochs=6", "--set", "data.n_train=32", "--out", str(out),
+            "--set", "train.checkpoint_every_s=0"]  # a checkpoint after every epoch: the kill lands mid-run
     proc = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "crackseg", *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env}, cwd=REPO,
