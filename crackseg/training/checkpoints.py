@@ -10,7 +10,8 @@ rebuild the model), ``image_size``, ``predict`` settings and ``crackseg_version`
 (segmentation only, before the engine) is still read.
 
 A finished run also keeps ``model.pt`` (:func:`write_model_file`): the same dict without the
-training state (optimizer, scheduler, scaler, trainer), a fraction of the size. Loading a run's
+training state (optimizer, scheduler, scaler, trainer). The last checkpoint of a finished run keeps no
+optimizer, scheduler or scaler state either (nothing is left to resume), a third of the size. Loading a run's
 model (:func:`find_checkpoint`) prefers it; ``--resume`` reads ``checkpoint.pt``. Rebuilding a backbone
 from a file is the factory's job (:func:`crackseg.load_model`), which calls this module.
 """
@@ -110,15 +111,26 @@ def write_model_file(checkpoint_path: str | Path, model_path: str | Path | None 
     return atomic_write(dst, lambda tmp: torch.save(slim, tmp))
 
 
-def snapshot(obj: Any) -> Any:
+def snapshot(obj: Any, reuse: Any = None) -> Any:
     """A copy of a checkpoint payload that training can no longer change: every tensor copied to the CPU,
-    every dict, list and tuple rebuilt (the optimizer's moments and the history change in place)."""
+    every dict, list and tuple rebuilt (the optimizer's moments and the history change in place).
+
+    ``reuse``: an earlier snapshot of the same structure, no longer needed: its tensors are overwritten
+    instead of new ones allocated (an epoch's copy then costs a memory copy, not fresh pages).
+    """
     if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
+        src = obj.detach()
+        if (isinstance(reuse, torch.Tensor) and reuse.shape == src.shape and reuse.dtype == src.dtype
+                and reuse.device.type == "cpu"):
+            return reuse.copy_(src)
+        return src.to("cpu", copy=True)
     if isinstance(obj, dict):
-        return {k: snapshot(v) for k, v in obj.items()}
+        old = reuse if isinstance(reuse, dict) else {}
+        return {k: snapshot(v, old.get(k)) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(snapshot(v) for v in obj) if not hasattr(obj, "_fields") else type(obj)(*map(snapshot, obj))
+        olds = list(reuse) if isinstance(reuse, type(obj)) and len(reuse) == len(obj) else [None] * len(obj)
+        items = [snapshot(v, o) for v, o in zip(obj, olds)]
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
     return copy.deepcopy(obj)
 
 

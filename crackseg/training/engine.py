@@ -272,13 +272,15 @@ class Engine:
         return False
 
     def _write(self, optimizer: torch.optim.Optimizer | None, scheduler: Any) -> None:
+        if self.done:  # nothing is left to resume: a finished checkpoint keeps no optimizer state (a third the size)
+            optimizer, scheduler = None, None
         payload = {
             **self.meta,
             "format": CHECKPOINT_FORMAT, "kind": self.kind,
             "model": model_state(self.model),
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() and not self.done else None,
             "epoch": self._epoch, "step": self.step, "done": self.done, "history": self.history,
             "trainer": self.trainer_state,
         }
@@ -289,8 +291,8 @@ class Engine:
             # written in the background while the next epoch trains
             self._pending, self._last_write = None, now
             self._writer.write(self.checkpoint_path, payload, wait=self.done)
-        else:  # too soon after the last one: kept in memory, written by flush() if training ends here
-            self._pending = snapshot(payload)
+        else:  # too soon after the last one: kept in memory (in the last epoch's buffers), written by flush()
+            self._pending = snapshot(payload, reuse=self._pending)
 
     def flush(self) -> None:
         """Put the last finished epoch's checkpoint on disk (if ``checkpoint_every_s`` held it back) and wait for
