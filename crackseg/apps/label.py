@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crackseg.base.distributed import detect, init, resolve_device
-from crackseg.base.io import remove_stale_temporaries
 from crackseg.base.locks import hold
 from crackseg.config.assembly import labeler_layers
 from crackseg.config.run_config import resolve_data_section, resolve_section
@@ -49,9 +48,7 @@ def label_split(labeler: str, data: str, split: str, out: str | Path, *, device:
     init(env, dev)
     lab = create_labeler(labeler, **{k: v for k, v in lab_section.items() if k != "name"})
     work = Path(out) / ".labeler"
-    with hold(out, "labelling", wait=wait, enabled=env.is_main) as took:
-        if took:
-            remove_stale_temporaries(out)
+    with hold(out, "labelling", wait=wait, enabled=env.is_main):
         ctx = prepare(lab, samples, name=labeler, device=dev, work_dir=work, seed=seed, quiet=quiet, env=env,
                       artefact_dirs={name: work / name for name in declared_artefacts(lab)})
         files = write_pseudo_labels(lab, samples, Path(out), ctx, env, name=labeler)

@@ -124,14 +124,19 @@ def folder_locks(folders: Iterable[str | os.PathLike[str]], enabled: bool = True
     What killed writers left half-written in a folder is removed once its lock is taken.
     ``enabled=False`` holds none (rank > 0 of a torchrun job: its rank 0 holds them).
     """
-    from crackseg.base.io import remove_stale_temporaries  # io imports numpy/PIL: only when a lock is taken
-
     with contextlib.ExitStack() as stack:
         if enabled:
             for folder in sorted(Path(f) for f in folders):
                 stack.enter_context(file_lock(lock_path(folder)))
-                remove_stale_temporaries(folder)
+                _sweep(folder)
         yield
+
+
+def _sweep(folder: str | os.PathLike[str]) -> None:
+    """Remove what killed writers left half-written in ``folder``, whose lock this process has just taken."""
+    from crackseg.base.io import remove_stale_temporaries  # io imports numpy/PIL: only when a lock is taken
+
+    remove_stale_temporaries(folder)
 
 
 @contextlib.contextmanager
@@ -141,7 +146,8 @@ def hold(target: str | os.PathLike[str], what: str, *, wait: bool = False, other
 
     Another process holding it: a :class:`CracksegError` naming that process, what it is doing
     (``what``, e.g. "a run") and the way out (``other``); with ``wait`` a warning line instead, then
-    this process waits its turn. ``enabled=False`` holds nothing (rank > 0 of a torchrun job).
+    this process waits its turn. Once taken, what killed writers left half-written in ``target`` (a
+    folder) is removed. ``enabled=False`` holds nothing (rank > 0 of a torchrun job).
     """
     if not enabled:
         yield False
@@ -157,6 +163,8 @@ def hold(target: str | os.PathLike[str], what: str, *, wait: bool = False, other
         warn(f"{target}: {what} is in progress there, by {describe_owner(lock)}; waiting for it to finish")
         took = _acquire(lock, -1)
     try:
+        if took:
+            _sweep(target)
         yield took
     finally:
         _release(lock)

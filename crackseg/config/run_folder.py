@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from crackseg.base.errors import CracksegError
-from crackseg.base.io import remove_stale_temporaries
 from crackseg.base.locks import hold
 from crackseg.config.layers import load_yaml
 from crackseg.config.run_config import RunConfig, config_from_dict, diff_configs
@@ -88,7 +87,5 @@ def claimed_run_dir(cfg: RunConfig, resume: bool, *, wait: bool = False, enabled
     what killed writers left half-written there is removed. ``enabled=False`` (rank > 0 of a torchrun
     job, whose rank 0 holds it) only checks.
     """
-    with hold(cfg.out, "a run", wait=wait, enabled=enabled) as took:
-        if took:
-            remove_stale_temporaries(cfg.out)
+    with hold(cfg.out, "a run", wait=wait, enabled=enabled):
         yield check_run_dir(cfg, resume)
