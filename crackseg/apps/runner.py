@@ -30,7 +30,6 @@ from crackseg.config.run_folder import (
     CONFIG_FILE,
     METRICS_FILE,
     RESULTS_FILE,
-    check_run_dir,
     claimed_run_dir,
     data_label,
     default_out,
@@ -107,11 +106,10 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
     trainer = create_from_section("trainers", cfg.trainer)
     loggers = [create_logger(name) for name in active_loggers(cfg)]
 
-    # rank 0 alone writes the run folder; the others learn the outcome
+    # rank 0 alone writes the run folder (checked by claimed_run_dir, under its lock); the others learn the outcome
     problem = None
     if env.is_main:
         try:
-            check_run_dir(cfg, resume)
             write_text(Path(cfg.out) / CONFIG_FILE, to_yaml(cfg))
         except CracksegError as exc:
             problem = str(exc)
