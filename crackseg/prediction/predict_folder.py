@@ -9,14 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
-
 from crackseg.base.errors import CracksegError
-from crackseg.base.io import IMAGE_SUFFIXES, image_shape, images_by_stem, read_image, what_was_read, write_png
-from crackseg.base.maps import crack_mask
-from crackseg.base.overlays import overlay
+from crackseg.base.io import IMAGE_SUFFIXES, image_shape, images_by_stem, what_was_read
 from crackseg.prediction.models import init_model
-from crackseg.prediction.windows import postprocess
+from crackseg.prediction.one_image import predict_one
 
 
 def collect_images(inputs: Sequence[str]) -> list[Path]:
@@ -72,11 +68,5 @@ def predict_paths(source: str | Path, inputs: Sequence[str], out: str | Path, *,
     with tqdm(total=total, desc="predict", unit="window", disable=quiet) as bar:
         for i, p in enumerate(paths, 1):
             bar.set_postfix_str(f"image {i}/{len(paths)}", refresh=False)
-            img = read_image(p)
-            prob = predictor.predict_many([img], progress=bar.update)[0]
-            u8 = postprocess(prob, int(pc.get("erosion_iterations", 0)), bool(pc.get("minmax_normalize", False)))
-            mask = crack_mask(u8, thr)
-            written.append(write_png(out / f"{p.stem}.png", mask.astype(np.uint8) * 255))
-            write_png(out / "prob" / f"{p.stem}.png", u8)
-            write_png(out / "overlay" / f"{p.stem}.png", overlay(img, mask))
+            written.append(predict_one(predictor, p, out, pc, thr, progress=bar.update))
     return written
