@@ -70,6 +70,9 @@ def test_every_builtin_backbone_exports_with_parity_at_two_sizes(name, tmp_path,
         ckpt = write_checkpoint(tmp_path / "ckpt.pt", name, params, size=size)
         res = export_onnx(ckpt, tmp_path / "m.onnx", dynamic=dynamic)
         assert res.max_diff <= PARITY_TOLERANCE
+        check = res.parity[0]  # judged against torch in float64, whose own float32 error it measured
+        assert check.reference == "float64" and check.failure() == "" and check.onnx_error <= check.allowed
+        assert check.pixels == 2 * sum(s * s for s in res.sizes) and res.metadata["parity"][0]["flipped"] == 0
         assert res.sizes == ((64, 96) if dynamic else (size,))
     if name == "deepcrack-zou":  # --dynamic is refused in one line, with what to do
         r = run_main("export", str(ckpt), "--out", str(tmp_path / "d.onnx"), "--dynamic")
@@ -128,6 +131,9 @@ def test_fp16_export_is_half_the_size_and_predicts_like_torch(tmp_path):
     r = run_main("export", str(ckpt), "--out", str(tmp_path / "m16.onnx"), "--fp16")
     assert r.returncode == 0, r.stderr
     assert "fp16" in r.stdout and "matches the torch model" in r.stdout
+    assert "\nfp32 parity on 2 random 64x64 images: max |Δp| vs torch in float64: ONNX " in r.stdout
+    half = next(line for line in r.stdout.splitlines() if line.startswith("fp16 parity on 2 random 64x64 images"))
+    assert "(accepted up to 5.0e-02 in half precision)" in half and "reported, not judged, in half precision" in half
     assert (tmp_path / "m16.onnx").stat().st_size < 0.6 * (tmp_path / "m32.onnx").stat().st_size
     from crackseg.prediction.onnx_predictor import load_onnx
 
@@ -237,6 +243,7 @@ def test_int8_export_calibrates_checks_and_says_so(tiny_run, tmp_path):
     assert "vs fp32" in ods and "% of pixels flip" in flips and "train images of synthetic" in flips
     session, meta = load_onnx(tmp_path / "m8.onnx")
     assert meta["precision"] == "int8" and meta["int8"]["images"] == 3
+    assert meta["int8"]["threshold"] == meta["threshold"]["value"]  # flips counted where its masks are cut
     assert set(meta["int8"]["speed"]) == {"torch", "fp32", "int8"} and "QDQ" in meta["int8"]["quantization"]
     assert {n.op_type for n in _graph(tmp_path / "m8.onnx").node} >= {"QuantizeLinear", "DequantizeLinear"}
     # a 3-epoch net of 8 channels hovers near its threshold: 8 bits move a few % of its pixels (a real run: 0.03%)
@@ -290,3 +297,175 @@ def test_calibration_windows_are_cut_as_the_run_predicts():
     assert windows.shape == (12, 64, 64, 3) and used == 4 and set(windows[:, 0, 0, 0]) == {0, 1, 2, 3}
     windows, used = calibration_windows(images[:3], 64, {"mode": "resize"}, 8)  # one window an image
     assert windows.shape == (3, 64, 64, 3) and used == 3
+
+
+# -- the recorded threshold and the parity check against torch's own float32 error (issue 28) ----------------------
+def _predict(source, photos, out, *extra):
+    r = run_main("predict", str(source), str(photos), "--out", str(out), "-q", *extra)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()[0]
+
+
+def _masks(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.png"))}
+
+
+@pytest.fixture(scope="module")
+def tiny_photos(tmp_path_factory):
+    """The tiny run's test images as photos (64x64)."""
+    folder = tmp_path_factory.mktemp("photos")
+    for s in crackseg.create_dataset("synthetic", n_train=8, n_test=3, size=64).samples("test"):
+        write_png(folder / f"{s.stem}.png", s.load_image())
+    return folder
+
+
+def test_an_exported_run_cuts_its_masks_at_the_runs_ods_threshold(tiny_run, tiny_photos, tmp_path):
+    from crackseg.prediction.onnx_predictor import load_onnx
+
+    ods = json.loads((tiny_run / "metrics.json").read_text())["ods_threshold"]
+    saved = crackseg.init_model(tiny_run / "model.pt").settings["threshold"]
+    assert ods != saved  # else this test could not tell the two apart
+    r = run_main("export", str(tiny_run), "--out", str(tmp_path / "m.onnx"))
+    assert r.returncode == 0, r.stderr
+    assert f"masks are cut at threshold {ods:.2f} (the run's ODS threshold, metrics.json), recorded in m.onnx" \
+        in r.stdout
+    meta = load_onnx(tmp_path / "m.onnx")[1]
+    assert meta["threshold"] == {"value": ods, "from": "ods", "why": "the run's ODS threshold, metrics.json",
+                                 "saved": saved}
+    assert meta["predict"]["threshold"] == ods  # an earlier crackseg reading this file cuts the same masks
+    line = _predict(tmp_path / "m.onnx", tiny_photos, tmp_path / "onnx")
+    assert line == (f"threshold {ods:.2f} (the run's ODS threshold, recorded in m.onnx by crackseg export); "
+                    f"--threshold to change")
+    _predict(tiny_run, tiny_photos, tmp_path / "run")
+    onnx_masks = _masks(tmp_path / "onnx")
+    assert len(onnx_masks) == 3 and onnx_masks == _masks(tmp_path / "run")  # byte-identical mask PNGs
+    # cut at the saved predict.threshold, as before, the masks differ: the test above could fail
+    _predict(tiny_run, tiny_photos, tmp_path / "saved", "--threshold", str(saved))
+    assert _masks(tmp_path / "saved") != onnx_masks
+    # --threshold still overrides the recorded threshold
+    assert _predict(tmp_path / "m.onnx", tiny_photos, tmp_path / "t", "--threshold", "0.3").startswith(
+        "threshold 0.30 (--threshold)")
+    model = crackseg.init_model(tmp_path / "m.onnx")  # the script API says the same
+    assert model.threshold == ods and "recorded in m.onnx" in model.threshold_source
+
+
+def test_an_exported_checkpoint_keeps_its_predict_threshold(tiny_run, tiny_photos, tmp_path):
+    r = run_main("export", str(tiny_run / "model.pt"), "--out", str(tmp_path / "m.onnx"))
+    assert r.returncode == 0, r.stderr
+    assert "masks are cut at threshold 0.50 (predict.threshold saved in the checkpoint)" in r.stdout
+    assert _predict(tmp_path / "m.onnx", tiny_photos, tmp_path / "onnx").startswith(
+        "threshold 0.50 (predict.threshold saved in the ONNX model)")
+    assert _predict(tiny_run / "model.pt", tiny_photos, tmp_path / "ckpt").startswith(
+        "threshold 0.50 (predict.threshold saved in the checkpoint)")
+    assert _masks(tmp_path / "onnx") == _masks(tmp_path / "ckpt")
+
+
+def test_an_onnx_model_of_an_earlier_export_still_predicts_at_its_saved_threshold(tiny_run, tiny_photos, tmp_path):
+    from crackseg.apps.export import _write_metadata
+    from crackseg.prediction.onnx_predictor import load_onnx
+
+    assert run_main("export", str(tiny_run), "--out", str(tmp_path / "m.onnx")).returncode == 0
+    meta = load_onnx(tmp_path / "m.onnx")[1]
+    old = {k: v for k, v in meta.items() if k not in ("threshold", "parity")}  # what format 1 wrote
+    old.update(format=1, predict={**meta["predict"], "threshold": 0.5})
+    _write_metadata(tmp_path / "m.onnx", old)
+    line = _predict(tmp_path / "m.onnx", tiny_photos, tmp_path / "onnx")
+    assert line == "threshold 0.50 (predict.threshold saved in the ONNX model); --threshold to change"
+    _predict(tiny_run, tiny_photos, tmp_path / "run", "--threshold", "0.5")
+    assert _masks(tmp_path / "onnx") == _masks(tmp_path / "run")
+    # a threshold entry crackseg cannot use is one line naming it
+    _write_metadata(tmp_path / "m.onnx", {**meta, "threshold": {"value": 1.5, "from": "ods"}})
+    r = run_main("predict", str(tmp_path / "m.onnx"), str(tiny_photos), "--out", str(tmp_path / "bad"))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "crackseg metadata key 'threshold' is" in lines[0], r.stderr
+
+
+def _issue_like(seed=0, shape=(2, 1, 256, 256)):
+    """Probabilities of a float64 model, and float32 results off by up to 4e-4 (torch) and 6.4e-4 (ONNX)."""
+    rng = np.random.default_rng(seed)
+    ref64 = rng.beta(0.3, 0.3, shape)  # mostly near 0 and 1, as a trained model's
+    ref32 = ref64 + rng.uniform(-4e-4, 4e-4, shape)
+    got = ref64 + rng.uniform(-6.4e-4, 6.4e-4, shape)
+    return [ref64], [ref32], [got]
+
+
+def test_parity_is_judged_against_torchs_own_float32_error():
+    from crackseg.apps.export import MASK_FLIP_BOUND, PARITY_FACTOR, PARITY_TOLERANCE, parity
+
+    ref64, ref32, got = _issue_like()
+    p = parity(ref64, ref32, got, 0.91, sizes=(256,))
+    # the issue's unet: 6.4e-4 from torch fp32, refused by a fixed 1e-4; within 4x torch's own 4e-4
+    assert p.onnx_vs_torch > PARITY_TOLERANCE and PARITY_TOLERANCE < p.onnx_error <= PARITY_FACTOR * p.torch_error
+    assert p.failure() == "" and 0 < p.flipped_share <= MASK_FLIP_BOUND
+    assert "max |Δp| vs torch in float64: ONNX 6.4e-04, torch fp32 4.0e-04 (accepted up to 1.6e-03)" in p.line()
+    # a genuinely wrong graph: 1e-2 off
+    wrong = parity(ref64, ref32, [got[0] + 1e-2], 0.91, sizes=(256,))
+    assert wrong.failure() == ("the ONNX graph differs from the torch model in float64 by 0.011 (max |Δp| on "
+                               "2 random 256x256 images; more than 4x torch fp32's own 0.0004 and 0.0001); "
+                               "it cannot be exported faithfully")
+    # torch fp32 exact (a tiny model): the absolute floor applies
+    assert parity(ref64, ref64, [ref64[0] + 9e-5], 0.5).failure() == ""
+    assert "by 0.00011" in parity(ref64, ref64, [ref64[0] + 1.1e-4], 0.5).failure()
+    # no float64 copy of the backbone: judged against torch fp32 with the floor
+    p = parity(ref32, ref32, got, 0.5, reference="float32")
+    assert p.torch_error == 0 and "in float32 by 0.001 (" in p.failure() and "4x" not in p.failure()
+
+
+def test_parity_refuses_masks_that_differ_at_the_threshold():
+    from crackseg.apps.export import parity
+
+    sign = np.where(np.random.default_rng(1).random(10_000) < 0.5, 1.0, -1.0)
+    ref = [0.5 + 1e-6 * sign]  # probabilities crowding the threshold
+    p = parity(ref, ref, [ref[0] - 2e-6], 0.5, sizes=(100,))  # within the tolerance, but half the pixels flip
+    assert p.onnx_error <= p.allowed and 0.45 < p.flipped_share < 0.55
+    assert p.failure().startswith("at threshold 0.50 the ONNX graph's masks differ from the torch model's on ")
+    assert "(> 0.1%; max |Δp| 2e-06)" in p.failure()
+    # when torch fp32 itself flips them against float64, so may ONNX (4x its share)
+    assert parity([0.5 - 1e-6 * sign], ref, [ref[0] - 2e-6], 0.5).failure() == ""
+    # half precision: judged by its tolerance only, its mask changes reported
+    half = parity(ref, ref, [ref[0] - 2e-2], 0.5, precision="fp16")
+    assert half.failure() == "" and half.flip_bound is None and "reported, not judged" in half.line()
+    assert "export it without --fp16" in parity(ref, ref, [ref[0] - 6e-2], 0.5, precision="fp16").failure()
+
+
+def _bump_output(path, by):
+    """Add ``by`` to the probabilities of the ONNX graph at ``path``: a wrong graph."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    out = model.graph.output[0].name
+    for node in model.graph.node:
+        node.output[:] = [f"{o}_raw" if o == out else o for o in node.output]
+    model.graph.initializer.append(numpy_helper.from_array(np.array(by, np.float32), "crackseg_test_bump"))
+    model.graph.node.append(helper.make_node("Add", [f"{out}_raw", "crackseg_test_bump"], [out]))
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize("bump", [5e-5, 1e-2])
+def test_export_refuses_a_wrong_graph_in_one_line_naming_the_numbers(tmp_path, monkeypatch, bump):
+    import crackseg.apps.export as export_module
+
+    real = export_module._export
+
+    def wrong(wrapped, path, *args):
+        exporter = real(wrapped, path, *args)
+        _bump_output(path, bump)
+        return exporter
+
+    monkeypatch.setattr(export_module, "_export", wrong)
+    # deepcrack-zou: random weights, probabilities 0.46-0.47 (deepcrack-liu's are all 0.5, the threshold:
+    # any bias flips every mask pixel, and the mask check refuses even 5e-5)
+    ckpt = write_checkpoint(tmp_path / "ckpt.pt", "deepcrack-zou", BACKBONES["deepcrack-zou"])
+    r = run_main("export", str(ckpt), "--out", str(tmp_path / "m.onnx"))
+    if bump < 1e-4:  # within the floor: accepted, and the figures say how far off it is
+        assert r.returncode == 0, r.stderr
+        line = next(x for x in r.stdout.splitlines() if x.startswith("fp32 parity on 2 random 64x64 images"))
+        assert "ONNX 5.0e-05, torch fp32 " in line and "(accepted up to 1.0e-04)" in line
+        return
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert ("backbone 'deepcrack-zou': the ONNX graph differs from the torch model in float64 by 0.01 (max |Δp| on "
+            "2 random 64x64 images; more than 4x torch fp32's own ") in lines[0]
+    assert lines[0].endswith("it cannot be exported faithfully")
+    assert not list(tmp_path.glob("*.onnx*")) and not list(tmp_path.glob(".*partial*"))

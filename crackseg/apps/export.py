@@ -5,16 +5,25 @@ probability ``float32 [N, 1, S, S]``: the backbone's input normalisation, its pa
 multiple and the sigmoid are inside the graph. ``S`` is the run's window size (any height and
 width with ``dynamic``). The run's prediction settings (threshold, resize or tile, erosion, …),
 the backbone's name, parameters and plugin go into the model's metadata (``crackseg`` key), so
-the file alone is enough for ``crackseg predict model.onnx photos/``.
+the file alone is enough for ``crackseg predict model.onnx photos/``. The metadata also records the
+threshold ``crackseg predict SOURCE`` would cut at (a run folder's ODS threshold, a checkpoint's
+``predict.threshold``; its ``threshold`` entry, also written as ``predict.threshold``), so that
+``crackseg predict model.onnx`` writes the same masks as ``crackseg predict RUN_DIR``.
 
 Export tries ``torch.export`` (the dynamo exporter) first and falls back to the TorchScript
 exporter (with PyTorch's fused-attention fast path off, which it cannot export); the exported
-file is then checked against the torch model with onnxruntime on random inputs (max |Δp| ≤ 1e-4,
-at a second window size with ``dynamic``) before it is moved into place.
+file is then checked against the torch model with onnxruntime on random inputs (at a second window
+size with ``dynamic``) before it is moved into place (:class:`Parity`). The check is judged against
+torch's own float32 error: the reference is the torch model in float64 on the same inputs; the ONNX
+graph's max |Δp| from it may be :data:`PARITY_FACTOR` times torch fp32's own (at least
+:data:`PARITY_TOLERANCE`), and at the recorded threshold its masks may differ from torch fp32's on at
+most :data:`MASK_FLIP_BOUND` of the pixels (or :data:`PARITY_FACTOR` times the share where torch fp32's
+masks differ from float64's, when that is more).
 
 With ``fp16`` the checked fp32 graph is converted to half-precision weights and arithmetic
 (onnxconverter-common; inputs and outputs stay float32, numerically fragile ops stay fp32) and
-checked again, against the same torch model, with a tolerance for half precision (5e-2).
+checked again, against the same float64 reference, with a tolerance for half precision (5e-2); its
+mask changes are reported, not judged.
 
 With ``int8`` (a run folder only) the checked fp32 graph is quantised statically (onnxruntime's QDQ
 format: per-channel int8 convolution weights, uint8 activations whose ranges are calibrated on windows
@@ -27,6 +36,7 @@ the run's threshold, and the speed of int8 vs fp32 vs torch on this CPU. The met
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -45,14 +55,23 @@ from crackseg.base.errors import CracksegError, DataError
 from crackseg.base.storage import storage_error
 from crackseg.base.version import __version__
 from crackseg.prediction.onnx_predictor import META_KEY, OnnxPredictor, open_session
+from crackseg.prediction.thresholds import threshold_record
 from crackseg.prediction.windows import WindowPredictor
 from crackseg.training.backbones import as_outputs, input_stats, pad_to_multiple, size_multiple
 from crackseg.training.factory import load_model
 
-#: the version of what the metadata (key ``onnx_model.META_KEY``) holds
-META_FORMAT = 1
-#: fp32 ONNX vs torch: the largest difference of probabilities an export may show
+#: the version of what the metadata (key ``onnx_predictor.META_KEY``) holds; 2 added the ``threshold`` entry
+#: (format 1 files are read as before: cut at their ``predict.threshold``)
+META_FORMAT = 2
+#: fp32 ONNX vs torch in float64: the ONNX graph's largest |Δp| may be PARITY_FACTOR times torch fp32's own
+#: largest |Δp| on the same random inputs, and at least PARITY_TOLERANCE (an absolute floor, for models
+#: whose float32 error is tiny, or that have no float64 copy)
+PARITY_FACTOR = 4.0
 PARITY_TOLERANCE = 1e-4
+#: the share of mask pixels (probability > the recorded threshold) on the parity inputs where the ONNX graph
+#: and torch fp32 disagree may be at most this, or PARITY_FACTOR times the share where torch fp32 and float64
+#: disagree (a model whose probabilities crowd the threshold), when that is more
+MASK_FLIP_BOUND = 1e-3
 #: the same for an fp16 export: half precision carries about three decimal digits, and random inputs
 #: drive activations far harder than photos (unet: 0.019 on random inputs, 0.007 on photos)
 FP16_TOLERANCE = 5e-2
@@ -90,8 +109,8 @@ class Int8Check:
     images: int
     ods_fp32: float | None
     ods_int8: float | None
-    #: the run's threshold (its ODS threshold when evaluated) and the share of mask pixels that flip at it:
-    #: of all pixels, and of the pixels the fp32 model calls crack
+    #: the threshold recorded in the export (a run folder's ODS threshold when evaluated) and the share of mask
+    #: pixels that flip at it: of all pixels, and of the pixels the fp32 model calls crack
     threshold: float
     flipped: float
     flipped_of_crack: float | None
@@ -120,13 +139,120 @@ class Int8Check:
 
 
 @dataclass
+class Parity:
+    """An exported graph checked against the torch model on the same random inputs (:func:`parity`)."""
+
+    #: ``fp32`` (judged by :data:`PARITY_FACTOR`, :data:`PARITY_TOLERANCE`, :data:`MASK_FLIP_BOUND`) or ``fp16``
+    #: (judged by :data:`FP16_TOLERANCE` only; its mask changes are reported)
+    precision: str
+    sizes: tuple[int, ...]
+    #: random images per size
+    images: int
+    #: max |Δp| vs the reference (torch in float64): of the ONNX graph, of torch in float32
+    onnx_error: float
+    torch_error: float
+    #: max |Δp| between the ONNX graph and torch fp32
+    onnx_vs_torch: float
+    #: "float64", or "float32" when the backbone has no float64 copy (torch_error is then 0)
+    reference: str
+    #: probability > threshold: pixels whose mask differs between ONNX and torch fp32, torch fp32 and float64
+    threshold: float
+    flipped: int
+    torch_flipped: int
+    pixels: int
+
+    @property
+    def allowed(self) -> float:
+        """The largest ``onnx_error`` accepted."""
+        if self.precision == "fp16":
+            return FP16_TOLERANCE
+        return max(PARITY_FACTOR * self.torch_error, PARITY_TOLERANCE)
+
+    @property
+    def flip_bound(self) -> float | None:
+        """The largest share of flipped mask pixels accepted (None: reported only)."""
+        if self.precision == "fp16":
+            return None
+        return max(MASK_FLIP_BOUND, PARITY_FACTOR * self.torch_flipped / max(self.pixels, 1))
+
+    @property
+    def flipped_share(self) -> float:
+        return self.flipped / max(self.pixels, 1)
+
+    def failure(self) -> str:
+        """Why the graph is not faithful (the end of a one-line error), or ""."""
+        if not self.onnx_error <= self.allowed:  # NaN fails too
+            if self.precision == "fp16":
+                return (f"in half precision the ONNX graph differs from the torch model by {self.onnx_error:.2g} "
+                        f"(> {FP16_TOLERANCE:g}, max |Δp| vs torch in {self.reference}); export it without --fp16")
+            own = (f"{PARITY_FACTOR:g}x torch fp32's own {self.torch_error:.2g} and {PARITY_TOLERANCE:g}"
+                   if self.reference == "float64" else f"{PARITY_TOLERANCE:g}")
+            return (f"the ONNX graph differs from the torch model in {self.reference} by {self.onnx_error:.2g} "
+                    f"(max |Δp| on {self._inputs()}; more than {own}); it cannot be exported faithfully")
+        bound = self.flip_bound
+        if bound is not None and self.flipped_share > bound:
+            return (f"at threshold {_shown(self.threshold)} the ONNX graph's masks differ from the torch model's "
+                    f"on {100 * self.flipped_share:.3f}% of the pixels of {self._inputs()} (> {100 * bound:.3g}%; "
+                    f"max |Δp| {self.onnx_vs_torch:.2g}); it cannot be exported faithfully")
+        return ""
+
+    def line(self) -> str:
+        """What ``crackseg export`` prints about this check."""
+        accepted = f"accepted up to {self.allowed:.1e}" + (" in half precision" if self.precision == "fp16" else "")
+        ref = "" if self.reference == "float64" else " (no float64 copy of this backbone: torch fp32 is the reference)"
+        bound = self.flip_bound
+        judged = "reported, not judged, in half precision" if bound is None else f"accepted up to {100 * bound:.3g}%"
+        return (f"{self.precision} parity on {self._inputs()}: max |Δp| vs torch in {self.reference}: ONNX "
+                f"{self.onnx_error:.1e}, torch fp32 {self.torch_error:.1e} ({accepted}){ref}; masks at threshold "
+                f"{_shown(self.threshold)}: {self.flipped} of {self.pixels} pixels ({100 * self.flipped_share:.3f}%) "
+                f"differ between ONNX and torch fp32 ({judged})")
+
+    def _inputs(self) -> str:
+        return f"{self.images} random " + " and ".join(f"{s}x{s}" for s in self.sizes) + " images"
+
+
+def _shown(t: float) -> str:
+    """A threshold as ``crackseg predict`` prints it (0.60, 0.437)."""
+    return f"{t:.2f}" if round(t, 2) == t else f"{t:g}"
+
+
+def parity(ref64: list[np.ndarray], ref32: list[np.ndarray], got: list[np.ndarray], threshold: float, *,
+           precision: str = "fp32", sizes: tuple[int, ...] = (), reference: str = "float64") -> Parity:
+    """The figures of an exported graph's check: ``got`` (its probabilities), ``ref32`` (torch's) and ``ref64``
+    (torch's in float64, or ``ref32`` again when there is none: ``reference="float32"``), one array per size."""
+    def worst(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+        return max(float(np.abs(x.astype(np.float64) - y.astype(np.float64)).max()) for x, y in zip(a, b, strict=True))
+
+    def flips(a: list[np.ndarray], b: list[np.ndarray]) -> int:
+        return sum(int(np.count_nonzero((x > threshold) != (y > threshold))) for x, y in zip(a, b, strict=True))
+
+    return Parity(precision=precision, sizes=sizes, images=int(ref32[0].shape[0]) if ref32 else 0,
+                  onnx_error=worst(got, ref64), torch_error=worst(ref32, ref64), onnx_vs_torch=worst(got, ref32),
+                  reference=reference, threshold=float(threshold), flipped=flips(got, ref32),
+                  torch_flipped=flips(ref32, ref64), pixels=sum(int(x.size) for x in ref32))
+
+
+@dataclass
 class ExportResult:
     path: Path
     exporter: str
+    #: max |Δp| between the written graph and torch fp32 on the parity inputs
     max_diff: float
     sizes: tuple[int, ...]
     metadata: dict[str, Any]
     int8: Int8Check | None = None
+    #: the checks against torch: the fp32 graph's, then (``fp16``) the half-precision graph's
+    parity: tuple[Parity, ...] = ()
+
+    def lines(self) -> list[str]:
+        """What ``crackseg export`` prints after its first line: the parity figures, the recorded threshold and
+        (``int8``) what quantisation changed."""
+        out = [p.line() for p in self.parity]
+        rec = self.metadata.get("threshold") or {}
+        if "value" in rec:
+            out.append(f"masks are cut at threshold {_shown(float(rec['value']))} ({rec.get('why', '')}), "
+                       f"recorded in {self.path.name}; crackseg predict --threshold T overrides it")
+        return [*out, *(self.int8.lines() if self.int8 else [])]
 
 
 def export_onnx(source: str | Path, out: str | Path, *, opset: int = 18, dynamic: bool = False,
@@ -167,6 +293,10 @@ def export_onnx(source: str | Path, out: str | Path, *, opset: int = 18, dynamic
     model, ckpt = load_model(source)
     model.eval()
     name = str(ckpt["backbone"]["name"])
+    pc = dict(ckpt.get("predict") or {})
+    # what `crackseg predict SOURCE` cuts at (a run folder: its ODS threshold), recorded for `predict MODEL.onnx`
+    record = threshold_record(source, pc, remedy="the run's ODS threshold cannot be recorded; export the run's "
+                                                  "model.pt instead (cut at its predict.threshold)")
     size = int(getattr(model, "fixed_input_size", None) or ckpt.get("image_size", 256))
     if dynamic and getattr(model, "fixed_input_size", None):
         raise CracksegError(f"backbone {name!r} takes only {size}x{size} inputs; export it without --dynamic")
@@ -178,33 +308,41 @@ def export_onnx(source: str | Path, out: str | Path, *, opset: int = 18, dynamic
         if not dynamic:
             _constant_resize_scales(tmp)
         sizes: tuple[int, ...] = (size, _second_size(size, wrapped.multiple)) if dynamic else (size,)
-        max_diff = _parity(wrapped, tmp, sizes)
-        if dynamic and max_diff == float("inf"):
-            raise CracksegError(f"backbone {name!r}: its ONNX graph fixes the input size (it fails at "
-                                f"{sizes[-1]}x{sizes[-1]}); export it without --dynamic")
-        if not max_diff <= PARITY_TOLERANCE:
-            raise CracksegError(f"backbone {name!r}: the ONNX graph differs from the torch model by {max_diff:.2g} "
-                                f"(> {PARITY_TOLERANCE:g}); it cannot be exported faithfully"
-                                + ("; try without --dynamic" if dynamic else ""))
+        refs = _references(wrapped, sizes)
+        fp32 = _parity(tmp, refs, sizes, record["value"], "fp32")
+        if fp32 is None:
+            if dynamic:
+                raise CracksegError(f"backbone {name!r}: its ONNX graph fixes the input size (it fails at "
+                                    f"{sizes[-1]}x{sizes[-1]}); export it without --dynamic")
+            raise CracksegError(f"backbone {name!r}: onnxruntime cannot run its ONNX graph on {size}x{size} "
+                                f"images; it cannot be exported faithfully")
+        if fp32.failure():
+            raise CracksegError(f"backbone {name!r}: {fp32.failure()}" + ("; try without --dynamic" if dynamic else ""))
+        parities = [fp32]
         if fp16:
             _to_fp16(tmp)
-            max_diff = _parity(wrapped, tmp, sizes)
-            if not max_diff <= FP16_TOLERANCE:
-                raise CracksegError(f"backbone {name!r}: in half precision the ONNX graph differs from the torch "
-                                    f"model by {max_diff:.2g} (> {FP16_TOLERANCE:g}); export it without --fp16")
+            half = _parity(tmp, refs, sizes, record["value"], "fp16")
+            if half is None or half.failure():
+                why = half.failure() if half else "onnxruntime cannot run its half-precision graph"
+                raise CracksegError(f"backbone {name!r}: {why}" + ("" if half else "; export it without --fp16"))
+            parities.append(half)
+        max_diff = parities[-1].onnx_vs_torch
         check = None
         if run_dir is not None:
-            check = _to_int8(tmp, model, dict(ckpt.get("predict") or {}), run_dir, size,
-                             calibration or CALIBRATION_WINDOWS, CHECK_IMAGES if check_images is None else check_images)
+            check = _to_int8(tmp, model, pc, run_dir, size, calibration or CALIBRATION_WINDOWS,
+                             CHECK_IMAGES if check_images is None else check_images, record["value"])
         meta = {
             "format": META_FORMAT, "crackseg_version": __version__, "exporter": exporter, "opset": opset,
             "image_size": size, "dynamic": dynamic, "size_multiple": wrapped.multiple,
             "input": "float32 [N,3,H,W] RGB in [0,1]", "output": "float32 [N,1,H,W] crack probability",
             "precision": "fp16" if fp16 else "int8" if int8 else "fp32",
             "backbone": {k: ckpt["backbone"].get(k) for k in ("name", "params", "plugin", "distribution", "version")},
-            "predict": dict(ckpt.get("predict") or {}),
+            # predict.threshold: the recorded threshold too, so that an earlier crackseg cuts the same masks
+            "predict": {**pc, "threshold": record["value"]},
+            "threshold": record,
             "placeholder": getattr(model, "placeholder", None),
             "source": str(source),
+            "parity": [asdict(c) for c in parities],
         }
         if check is not None:
             meta["int8"] = {"quantization": INT8_SCHEME, **asdict(check)}
@@ -222,7 +360,7 @@ def export_onnx(source: str | Path, out: str | Path, *, opset: int = 18, dynamic
             data = tmp.with_name(tmp.name + extra)
             if data.exists():
                 data.unlink()
-    return ExportResult(out, exporter, max_diff, sizes, meta, check)
+    return ExportResult(out, exporter, max_diff, sizes, meta, check, tuple(parities))
 
 
 def _second_size(size: int, multiple: int) -> int:
@@ -342,24 +480,53 @@ def _raise_refused_write(exc: Exception, path: Path) -> None:
         raise exc
 
 
-def _parity(wrapped: torch.nn.Module, path: Path, sizes: tuple[int, ...]) -> float:
+@dataclass
+class _References:
+    """The parity inputs (one batch of random images per size) and torch's probabilities for them."""
+
+    inputs: list[np.ndarray]
+    fp32: list[np.ndarray]
+    #: in float64; ``fp32`` again when the backbone has no float64 copy (``reference`` says which)
+    fp64: list[np.ndarray]
+    reference: str
+
+
+def _references(wrapped: torch.nn.Module, sizes: tuple[int, ...], images: int = 2) -> _References:
+    """Random ``[images, 3, s, s]`` inputs in [0, 1] for each size (seeded), and the torch model's probabilities
+    for them in float32 and in float64 (a deep copy ``.double()``: torch's own float32 error is measured
+    against it)."""
+    gen = torch.Generator().manual_seed(0)
+    xs = [torch.rand(images, 3, s, s, generator=gen) for s in sizes]
+    with torch.no_grad():
+        fp32 = [wrapped(x).numpy() for x in xs]
+        try:
+            double = copy.deepcopy(wrapped).double()
+            fp64 = [double(x.double()).double().numpy() for x in xs]
+            del double
+        except Exception:  # noqa: BLE001 - a backbone that only runs in float32: judged against torch fp32
+            return _References([x.numpy() for x in xs], fp32, fp32, "float32")
+    if any(a.shape != b.shape for a, b in zip(fp32, fp64, strict=True)):
+        return _References([x.numpy() for x in xs], fp32, fp32, "float32")
+    return _References([x.numpy() for x in xs], fp32, fp64, "float64")
+
+
+def _parity(path: Path, refs: _References, sizes: tuple[int, ...], threshold: float, precision: str) -> Parity | None:
+    """The ONNX graph ``path`` run by onnxruntime on the parity inputs, against torch (:func:`parity`); None when
+    it cannot run them (e.g. a size the graph baked in: not a faithful export)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    gen = torch.Generator().manual_seed(0)
-    worst = 0.0
-    for s in sizes:
-        x = torch.rand(2, 3, s, s, generator=gen)
-        with torch.no_grad():
-            ref = wrapped(x).numpy()
+    name = session.get_inputs()[0].name
+    got: list[np.ndarray] = []
+    for x, ref in zip(refs.inputs, refs.fp32, strict=True):
         try:
-            got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
-        except Exception:  # noqa: BLE001 - e.g. a size the graph baked in: not a faithful export
-            return float("inf")
-        if got.shape != ref.shape:
-            return float("inf")
-        worst = max(worst, float(np.abs(got - ref).max()))
-    return worst
+            out = np.asarray(session.run(None, {name: x})[0])
+        except Exception:  # noqa: BLE001 - onnxruntime raises its own types
+            return None
+        if out.shape != ref.shape:
+            return None
+        got.append(out)
+    return parity(refs.fp64, refs.fp32, got, threshold, precision=precision, sizes=sizes, reference=refs.reference)
 
 
 def _to_fp16(path: Path) -> None:
@@ -494,9 +661,10 @@ def quantize_int8(src: str | Path, dst: str | Path, windows: np.ndarray, batch_s
 
 
 def _to_int8(tmp: Path, model: torch.nn.Module, pc: dict[str, Any], run_dir: Path, size: int, calibration: int,
-             check_images: int) -> Int8Check:
+             check_images: int, threshold: float) -> Int8Check:
     """Quantise the checked fp32 graph ``tmp`` in place (calibrated on the run's training images) and measure
-    what changed against it: ODS and flipped mask pixels on the run's test images, speed on this CPU."""
+    what changed against it: ODS, and mask pixels flipped at ``threshold`` (the one recorded in the export), on
+    the run's test images; speed on this CPU."""
     from crackseg.config.run_folder import data_label
     from crackseg.data.loading import train_samples
     from crackseg.evaluation.scoring import run_test_split
@@ -522,7 +690,7 @@ def _to_int8(tmp: Path, model: torch.nn.Module, pc: dict[str, Any], run_dir: Pat
     meta = {"image_size": size}
     ref = OnnxPredictor(open_session(fp32, threads=threads), meta, batch, mode, overlap)
     q8 = OnnxPredictor(open_session(tmp, threads=threads), meta, batch, mode, overlap)
-    check = _compare(ref, q8, tests[:check_images], pc, run_dir, protocol)
+    check = _compare(ref, q8, tests[:check_images], pc, protocol, threshold)
     eager = Predictor(model, size, "cpu", batch, mode, overlap)
     tiles = windows[: max(2 * batch, 8)]
     check.speed = _speeds({"torch": eager, "fp32": ref, "int8": q8}, tiles, batch)
@@ -533,15 +701,13 @@ def _to_int8(tmp: Path, model: torch.nn.Module, pc: dict[str, Any], run_dir: Pat
     return check
 
 
-def _compare(ref: OnnxPredictor, q8: OnnxPredictor, samples: list[Any], pc: dict[str, Any], run_dir: Path,
-             protocol: str) -> Int8Check:
-    """ODS of both models on ``samples`` (those with masks) and the share of mask pixels that flip."""
+def _compare(ref: OnnxPredictor, q8: OnnxPredictor, samples: list[Any], pc: dict[str, Any], protocol: str,
+             threshold: float) -> Int8Check:
+    """ODS of both models on ``samples`` (those with masks) and the share of mask pixels that flip at ``threshold``."""
     from crackseg.base.maps import crack_mask
     from crackseg.evaluation.metrics import MetricAccumulator
-    from crackseg.prediction.thresholds import choose_threshold
     from crackseg.prediction.windows import postprocess
 
-    threshold, _ = choose_threshold(run_dir, None, pc)
     acc = {"fp32": MetricAccumulator(protocol), "int8": MetricAccumulator(protocol)}
     flipped = crack = pixels = 0
     erosion, minmax = int(pc.get("erosion_iterations", 0)), bool(pc.get("minmax_normalize", False))

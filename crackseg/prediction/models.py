@@ -7,8 +7,10 @@ In the style of mmsegmentation's ``init_model`` / ``inference_model``::
     result = crackseg.inference_model(model, "photo.jpg")    # or an RGB uint8 array
     result.prob, result.mask                                 # float32 [H, W] in [0, 1]; bool [H, W]
 
-A run folder's masks are cut at its ODS threshold, a bare checkpoint's or ONNX model's at its
-saved ``predict.threshold`` (``crackseg predict`` uses the same rule).
+A run folder's masks are cut at its ODS threshold, a bare checkpoint's at its saved
+``predict.threshold``, an ONNX model's at the threshold ``crackseg export`` recorded in it (what
+``crackseg predict`` of the exported run folder or checkpoint uses; the saved ``predict.threshold``
+of an ONNX model from an earlier crackseg). ``crackseg predict`` uses the same rule.
 """
 
 from __future__ import annotations
@@ -62,11 +64,13 @@ def init_model(source: str | os.PathLike[str], device: str = "auto", *, mode: st
     run's ``predict:`` settings; ``threshold`` overrides the run's cut.
     """
     src = str(source)
+    recorded: dict[str, Any] | None = None
     if Path(src).suffix.lower() == ".onnx":
         from crackseg.prediction.onnx_predictor import OnnxPredictor, load_onnx
 
         session, meta = load_onnx(src, "cpu" if device == "auto" else device)
         pc = dict(meta.get("predict") or {})
+        recorded = meta.get("threshold")
         predictor: WindowPredictor = OnnxPredictor(session, meta, batch_size or pc.get("batch_size", 4),
                                                    mode or pc.get("mode", "auto"), pc.get("tile_overlap", 0.25))
     else:
@@ -78,7 +82,7 @@ def init_model(source: str | os.PathLike[str], device: str = "auto", *, mode: st
         predictor = Predictor(model, int(ckpt.get("image_size", 256)), resolve_device(device),
                               batch_size or pc.get("batch_size", 4), mode or pc.get("mode", "auto"),
                               pc.get("tile_overlap", 0.25), name=str(ckpt["backbone"]["name"]))
-    thr, why = choose_threshold(src, threshold, pc)
+    thr, why = choose_threshold(src, threshold, pc, recorded)
     return CrackModel(predictor, pc, thr, why, src)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from crackseg.base.console import first_line
 from crackseg.base.errors import CracksegError, DataError
+from crackseg.prediction.thresholds import valid_record
 from crackseg.prediction.windows import WindowPredictor
 
 META_KEY = "crackseg"
@@ -126,6 +127,9 @@ def check_metadata(path: Path, meta: Any) -> None:
     for key, (ok, want) in _PREDICT_KEYS.items():
         if key in predict and not ok(predict[key]):
             raise bad(f"predict.{key}", predict[key], want)
+    record = meta.get("threshold", _MISSING)  # recorded by crackseg export (absent in older exports)
+    if record is not _MISSING and not valid_record(record):
+        raise bad("threshold", record, 'a mapping {"value": a probability in [0, 1), "from": ...}')
 
 
 _MISSING = object()
