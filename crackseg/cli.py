@@ -34,7 +34,8 @@ from crackseg.plugins import KINDS, get_manager
 # commands, so that `crackseg evaluate` starts with little more than numpy and OpenCV.
 
 #: built-in commands defined in other modules, imported on first use: name -> (module, attribute)
-_LAZY_COMMANDS = {"compare": ("crackseg.apps.compare.command", "compare")}
+_LAZY_COMMANDS = {"compare": ("crackseg.apps.compare.command", "compare"),
+                  "annotate": ("crackseg.apps.annotate.command", "annotate")}
 
 #: packages whose absence is reported as a missing extra instead of a traceback
 _HEAVY_PACKAGES = ("torch", "torchvision", "open_clip", "segmentation_models_pytorch", "pytorch_grad_cam",
@@ -82,10 +83,10 @@ def cli() -> None:
     --traceback anywhere (or set CRACKSEG_TRACEBACK=1) to see the full traceback.
 
     \b
-    Quick start:
-      crackseg run                                   # the default demo: synthetic data
-      crackseg run --labeler cam-location --backbone crackclip --data PATH
-      crackseg predict runs/RUN photos/ --out masks/
+    Quick start (the two runs work offline, on the built-in synthetic data):
+      crackseg run                           # the demo: fsv + U-Net, in runs/fsv-unet-synthetic
+      crackseg run --labeler ridge --backbone unet --data synthetic  # no labels, no weights
+      crackseg predict runs/fsv-unet-synthetic PHOTOS/ --out masks/  # masks for your photos
       crackseg evaluate PRED_DIR GT_DIR --json
     """
 
@@ -192,7 +193,7 @@ def plugins(as_json: bool, check: bool) -> None:
 
 
 @cli.command("list")
-@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("kind", metavar="{" + "|".join(KINDS) + "}")  # checked by registry_lines: a "did you mean" for typos
 @click.argument("pattern", default="*")
 def list_cmd(kind: str, pattern: str) -> None:
     """List registered labelers, backbones, prompts, losses or datasets (PATTERN: shell wildcards)."""
@@ -209,7 +210,7 @@ def list_cmd(kind: str, pattern: str) -> None:
                              "(crackseg list datasets) or a folder path.")
 @click.option("--split", help="The split of --data to score against.  [default: test]")
 @click.option("--protocol", type=click.Choice(PROTOCOLS),
-              help=f"How ODS / OIS / AP are computed (see README, Metric protocols).  [default: a run folder's "
+              help=f"How ODS / OIS / AP are computed (see docs/guides/metrics.md).  [default: a run folder's "
                    f"eval.protocol, else {PROTOCOLS[0]}]")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (ods, ois, ap, n, ...).")
 @click.option("--prf", type=click.Path(dir_okay=False), help="Also write the per-threshold P/R/F table to FILE.")
@@ -235,35 +236,80 @@ def evaluate(pred_dir: str, gt_dir: str | None, data: str | None, split: str | N
 @cli.command()
 @click.argument("source", type=click.Path())
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder: new, empty, or an earlier predict output (it holds predict.json).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--threshold", type=float,
               help="Probability T: mask = value/255 > T (default: a run folder's ODS threshold, else the saved "
                    "predict.threshold).")
 @click.option("--mode", type=click.Choice(["auto", "resize", "tile"]), help="Large images: tile or resize.")
-@click.option("--measure", "do_measure", is_flag=True, help="Also measure the cracks (OUT/measurements/).")
+@click.option("--recursive", is_flag=True,
+              help="Also predict the photos in sub-folders; their outputs go to the same sub-folders of OUT.")
+@click.option("--strict", is_flag=True,
+              help="Stop at the first photo that cannot be read (exit status 2) instead of listing it and going on.")
+@click.option("--measure", "do_measure", is_flag=True,
+              help="Also measure the cracks (OUT/measurements/; with --recursive, in each sub-folder of OUT).")
 @measure_options
 @click.option("-q", "--quiet", is_flag=True)
 def predict(source: str, images: tuple[str, ...], out: str, device: str, threshold: float | None,
-            mode: str | None, do_measure: bool, px_per_mm: float | None, min_area: int, travel: str,
-            quiet: bool) -> None:
+            mode: str | None, recursive: bool, strict: bool, do_measure: bool, px_per_mm: float | None,
+            min_area: int, travel: str, quiet: bool) -> None:
     """Apply a finished run (RUN_DIR, its model.pt or checkpoint.pt, or an exported MODEL.onnx) to photos of any
-    size; prints the threshold used and why."""
-    from crackseg.prediction.predict_folder import collect_images, predict_paths
+    size; prints the threshold used and why.
+
+    Writes OUT/NAME.png (the mask), OUT/prob/NAME.png and OUT/overlay/NAME.png for each photo. A photo that
+    cannot be read (corrupt, truncated, not really an image) does not stop the others: the failures are
+    printed and listed in OUT/failures.csv (path,reason; removed by a rerun in which every photo is read).
+
+    \b
+    Exit status:
+      0  every photo was written
+      2  a mistake in the input: nothing predicted (with --strict: a bad photo)
+      3  some photos could not be read (OUT/failures.csv); the others were written
+    """
+    from crackseg.apps.measure import MEASURE_MARKER
+    from crackseg.base.out_folder import check_out_folder
+    from crackseg.prediction.predict_folder import SOME_PHOTOS_FAILED, failure_lines, predict_paths, summary_line
 
     opt = MeasureOptions(px_per_mm=px_per_mm, min_area=min_area, travel=travel)  # checked before predicting
-    written = predict_paths(source, images, out, device=device, threshold=threshold, mode=mode, quiet=quiet,
-                            log=click.echo)
-    click.echo(f"wrote {len(written)} masks to {out} (probabilities in {Path(out) / 'prob'}, "
-               f"overlays in {Path(out) / 'overlay'})")
     if do_measure:
-        photos = {p.stem: p for p in collect_images(images)}
-        click.echo(measure_and_summarise(out, Path(out) / "measurements", opt, images=photos, quiet=quiet))
+        check_out_folder(Path(out) / "measurements", command="measure", marker=MEASURE_MARKER)
+    res = predict_paths(source, images, out, device=device, threshold=threshold, mode=mode, quiet=quiet,
+                        log=click.echo, recursive=recursive, strict=strict)
+    for line in failure_lines(res):
+        click.echo(line, err=True)
+    click.echo(summary_line(res))
+    if do_measure and res.written:
+        click.echo(_measure_predictions(res.written, res.sources, Path(out), opt, quiet))
+    if res.failed:
+        raise click.exceptions.Exit(SOME_PHOTOS_FAILED)
+
+
+def _measure_predictions(masks: list[Path], photos: list[Path], out: Path, opt: MeasureOptions, quiet: bool) -> str:
+    """``predict --measure``: measure each folder of masks into its measurements/; the summary lines."""
+    from crackseg.apps.measure import measure_folder, measure_summary
+
+    folders: dict[Path, dict[str, Path]] = {}
+    for mask, photo in zip(masks, photos):
+        folders.setdefault(mask.parent, {})[mask.stem] = photo
+    if len(folders) == 1:
+        folder, backgrounds = next(iter(folders.items()))
+        return measure_and_summarise(folder, folder / "measurements", opt, images=backgrounds, quiet=quiet)
+    instances, measured = [], []
+    for folder, backgrounds in folders.items():
+        inst, meas = measure_folder(folder, folder / "measurements", opt, images=backgrounds, quiet=quiet)
+        instances += inst
+        measured += meas
+    counts = measure_summary(instances, measured, opt, out).splitlines()[0]
+    return f"{counts}\nwrote measurements/ (instances.csv, images.csv, measurements.json, overlays/) in each of " \
+           f"the {len(folders)} folders of masks under {out}"
 
 
 @cli.command()
 @click.argument("source", type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder: new, empty, or an earlier measure output (it holds measurements.json; "
+                   "replaced).")
 @click.option("--threshold", type=float,
               help="Probability T: mask = value/255 > T (needed for probability maps; a run's default is its ODS "
                    "threshold).")
@@ -303,7 +349,7 @@ def export(source: str, fmt: str, out: str, opset: int, dynamic: bool, fp16: boo
     click.echo(f"wrote {res.path} ({res.path.stat().st_size / 2**20:.1f} MiB, {res.exporter} exporter, opset {opset}"
                f"{', fp16' if fp16 else ', int8' if int8 else ''}); "
                f"{'its fp32 graph ' if int8 else ''}matches the torch model to {res.max_diff:.1e} at {sizes}")
-    for line in res.int8.lines() if res.int8 else []:
+    for line in res.lines():  # the parity figures, the recorded threshold, --int8's checks
         click.echo(line)
     click.echo(f"run it without torch: crackseg predict {res.path} PHOTOS --out DIR")
 
@@ -376,7 +422,7 @@ def label(**kw: Any) -> None:
 @click.option("--objective", type=click.Choice(("binary", "soft")), default="binary", show_default=True,
               help="binary: F of the binary masks (what `run` trains on); soft: ODS of the soft maps.")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), default=PROTOCOLS[0], show_default=True,
-              help="How F is pooled over the images (see README, Metric protocols).")
+              help="How F is pooled over the images (see docs/guides/metrics.md).")
 @click.option("--prune-every", type=click.IntRange(min=1), default=None,
               help="Images between intermediate scores for pruning (default: a fifth of them).")
 @click.option("--no-prune", is_flag=True, help="Score every trial on every image (no early stopping).")

@@ -3,15 +3,70 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 DATASETS = SHARED / "datasets"
+
+#: the real data sets some tests read from ../shared/datasets: what each is and where it comes from
+SHARED_DATASETS = {
+    "cfd": "CFD, 118 pavement photos with masks, from github.com/cuilimeng/CrackForest-dataset",
+    "deepcrack": "DeepCrack, 537 photos with masks, from github.com/yhlleo/DeepCrack",
+    "crack500_sample": "18 Crack500 crops with masks, from github.com/TachibanaYoshino/Road-Crack-Segmentation--Keras",
+}
+
+
+def missing_data_reason(name: str = "") -> str:
+    """The skip reason of a test that reads ``../shared/datasets/NAME`` (any of them: ``name`` empty)."""
+    what = f"../shared/datasets/{name} ({SHARED_DATASETS.get(name, 'a real data set')})" if name else \
+        "../shared/datasets (the real data sets: " + "; ".join(SHARED_DATASETS.values()) + ")"
+    return (f"needs {what} in crackseg's folder layout (images/, masks/, splits/): the development checkout has it "
+            f"beside the repository; elsewhere put the download there (README, section Datasets)")
+
+
+#: the crackseg extra that installs each optional module a test imports (pytest.importorskip)
+EXTRA_OF = {"torch": "baselines", "torchvision": "baselines", "segmentation_models_pytorch": "baselines",
+            "matplotlib": "baselines", "pytorch_grad_cam": "cam", "pydensecrf": "cam", "open_clip": "clip",
+            "transformers": "clip", "skimage": "measure", "skan": "measure", "onnx": "onnx", "onnxruntime": "onnx",
+            "onnxscript": "onnx", "onnxconverter_common": "onnx", "jinja2": "report", "optuna": "tune"}
+_NOT_IMPORTED = re.compile(r"could not import '([\w.]+)'")
+
+
+def install_hint(reason: str) -> str:
+    """A skip reason of ``pytest.importorskip`` ("could not import 'skan': ...") with how to install the module."""
+    found = _NOT_IMPORTED.search(reason)
+    if not found:
+        return reason
+    extra = EXTRA_OF.get(found.group(1).split(".")[0])
+    how = f"pip install 'crackseg[{extra}]'" if extra else "pip install -e '.[all,test]'"
+    return f"{reason} (install it: {how}; ./dev test installs everything)"
+
+
+def _explain_skip(report: Any) -> None:
+    if report.skipped and isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        path, line, reason = report.longrepr
+        report.longrepr = (path, line, install_hint(str(reason)))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: Any, call: Any) -> Any:
+    """A test skipped for a missing module says how to install it (see :func:`install_hint`)."""
+    outcome = yield
+    _explain_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: Any) -> Any:
+    """The same for a test file skipped as a whole (a module-level ``pytest.importorskip``)."""
+    outcome = yield
+    _explain_skip(outcome.get_result())
 
 
 @pytest.fixture(autouse=True)
@@ -49,8 +104,11 @@ def require_pinned(distribution: str) -> None:
 
     want = pinned_version(distribution)
     have = metadata.version(distribution)
-    if want is None or have != want:
-        pytest.skip(f"{distribution} {have} installed; this test checks the pinned {want} (constraints.txt)")
+    if want is None:
+        pytest.skip(f"constraints.txt pins no version of {distribution}; this test checks the pinned one")
+    if have != want:
+        pytest.skip(f"{distribution} {have} installed; this test checks the version constraints.txt pins: "
+                    f"pip install {distribution}=={want}, or ./dev test")
 
 
 def run_main(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

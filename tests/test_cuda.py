@@ -11,7 +11,10 @@ import torch
 import crackseg
 from conftest import run_cli
 
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
+#: why these tests skip on a machine without a GPU
+NEEDS_CUDA = ("needs a CUDA GPU (torch.cuda.is_available() is False here): run pytest -m cuda tests/test_cuda.py "
+              "on a machine with one and a CUDA build of torch")
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason=NEEDS_CUDA)]
 
 
 def test_run_on_cuda_with_mixed_precision(tmp_path):

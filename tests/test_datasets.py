@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import crackseg
+from conftest import missing_data_reason
 from crackseg.base.errors import ConfigError, CracksegError, DataError
 from crackseg.testing import DatasetContract
 from crackseg_datasets.common import hash_split, read_split_file
@@ -446,7 +447,7 @@ def test_detect_layout(tmp_path):
 def _shared(name: str) -> Path:
     path = SHARED / name
     if not path.is_dir():
-        pytest.skip(f"real dataset {name!r} not present at {SHARED.resolve()} (only in the development checkout)")
+        pytest.skip(missing_data_reason(name))
     return path
 
 

@@ -175,7 +175,7 @@ def test_measure_bad_input_is_one_line_and_writes_nothing(tmp_path, case):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("crackseg: error:"), r.stderr
     expected = {"empty": "no mask images", "grey": "m1.png: not a binary mask", "px0": "--px-per-mm",
-                "missing": "no such folder", "occupied": "does not hold measurements"}[case]
+                "missing": "no such folder", "occupied": "not an earlier crackseg measure output"}[case]
     assert expected in lines[0]
     if case == "occupied":
         assert sorted(p.name for p in out.iterdir()) == ["photo.jpg"]

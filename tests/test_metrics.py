@@ -156,7 +156,9 @@ def test_paper_equals_straightforward_reference(seed):
 # -- the fixture -------------------------------------------------------------------
 def test_fixture_reproduces_authors_numbers():
     if not (FIXTURE / "expected.json").is_file():
-        pytest.skip(f"metric fixture not found at {FIXTURE}")
+        pytest.skip(f"needs the metric fixture {FIXTURE} (40 prediction/mask pairs and the scores of the CrackCLIP "
+                    f"authors' script, expected.json): ../shared/fixtures/metrics beside the repository in the "
+                    f"development checkout, or CRACKSEG_METRIC_FIXTURE=DIR naming a copy")
     expected = json.loads((FIXTURE / "expected.json").read_text())
     res = evaluate_dirs(FIXTURE / "pred", FIXTURE / "gt", protocol="crackclip")
     assert res.n == expected["n"] == 40

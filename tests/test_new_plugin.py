@@ -26,7 +26,8 @@ def installed(tmp_path_factory):
     """(packages folder, site folder with every generated package installed)."""
     setuptools = pytest.importorskip("setuptools")
     if tuple(int(x) for x in setuptools.__version__.split(".")[:2]) < (70, 1):
-        pytest.skip("building wheels without the 'wheel' package needs setuptools >= 70.1")
+        pytest.skip(f"building wheels without the 'wheel' package needs setuptools >= 70.1 (found "
+                    f"{setuptools.__version__}): pip install 'setuptools>=70.1'")
     base = tmp_path_factory.mktemp("new-plugin")
     packages, wheels, site = base / "packages", base / "wheels", base / "site"
     for kind in KINDS:

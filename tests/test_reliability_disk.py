@@ -27,6 +27,9 @@ import crackseg  # noqa: E402
 import crackseg.base.io as io_mod  # noqa: E402
 
 DEV_FULL = Path("/dev/full")
+#: why the full-disk tests skip where /dev/full is missing
+NEEDS_DEV_FULL = ("needs /dev/full (Linux's always-full device, to fill the disk on purpose); "
+                  "run these tests on Linux")
 #: a small, fast run (the two-epoch one is the reference of the resume test)
 RUN = [
     "--data", "synthetic", "--device", "cpu", "--quiet", "--backbone", "oed", "--set", "backbone.base_channels=8",
@@ -152,7 +155,7 @@ def test_other_errors_are_not_storage_errors(exc):
     assert storage_error(exc, None) is None
 
 
-@pytest.mark.skipif(not DEV_FULL.exists(), reason="needs /dev/full")
+@pytest.mark.skipif(not DEV_FULL.exists(), reason=NEEDS_DEV_FULL)
 @pytest.mark.parametrize("n", [10, 100_000])  # torch's two ways to fail: its stream's error, a short write
 def test_torch_save_into_a_full_disk_is_a_storage_error_and_keeps_the_old_file(tmp_path, n):
     from crackseg.base.errors import StorageError
@@ -181,7 +184,7 @@ def test_a_full_disk_in_a_plugins_code_is_not_the_plugins_fault():
 
 
 # -- crackseg run ----------------------------------------------------------------------------------
-@pytest.mark.skipif(not DEV_FULL.exists(), reason="needs /dev/full")
+@pytest.mark.skipif(not DEV_FULL.exists(), reason=NEEDS_DEV_FULL)
 def test_a_full_disk_at_a_checkpoint_then_resume_gives_the_uninterrupted_run(finished, tmp_path, monkeypatch):
     out = tmp_path / "run"
     writes = []
@@ -263,7 +266,7 @@ def test_predict(finished, tmp_path, monkeypatch):
     one_error_line(r, f"{tmp_path / 'ro'}", "read-only file system")
 
 
-@pytest.mark.skipif(not DEV_FULL.exists(), reason="needs /dev/full")
+@pytest.mark.skipif(not DEV_FULL.exists(), reason=NEEDS_DEV_FULL)
 def test_export_on_a_full_disk_is_no_export_failure(finished, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
@@ -380,7 +383,7 @@ tables:
     one_error_line(r, str(runs), "read-only file system")
 
 
-@pytest.mark.skipif(not DEV_FULL.exists(), reason="needs /dev/full")
+@pytest.mark.skipif(not DEV_FULL.exists(), reason=NEEDS_DEV_FULL)
 def test_train_classifier(tmp_path, monkeypatch):
     commands = pytest.importorskip("crackseg_cam.commands")
     data = crackseg.create_dataset("synthetic", n_train=3, n_test=1, size=64)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import crackseg
-from conftest import run_main
+from conftest import missing_data_reason, run_main
 from crackseg import LabelerContract, PatchLabel, WeakLabels
 from crackseg_ridge import RidgeLabeler, RidgeParams
 
@@ -182,7 +182,7 @@ def test_tune_calibrates_ridge_on_annotated_images(tmp_path):
     assert tuned["name"] == "ridge" and tuned != {"name": "ridge", **crackseg.dataclass_to_dict(RidgeParams())}
 
 
-@pytest.mark.skipif(not (CFD / "images").is_dir(), reason="needs ../shared/datasets/cfd")
+@pytest.mark.skipif(not (CFD / "images").is_dir(), reason=missing_data_reason("cfd"))
 def test_the_cli_labels_every_cfd_photo(tmp_path):
     out = tmp_path / "labels"
     r = run_main("label", "--labeler", "ridge", "--data", str(CFD), "--split", "all", "--out", str(out), "--quiet",

@@ -6,6 +6,7 @@ What a plugin reports about itself (its lines, its JSON, the checks) is
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import json
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from crackseg.base.errors import CracksegError
 from crackseg.plugins import registry
 from crackseg.plugins.inventory import check_plugins, plugin_lines, plugins_json
 from crackseg.plugins.manager import PluginManager
+from crackseg.plugins.registry import KINDS, unknown_name_message
 
 
 def plugins_report(manager: PluginManager, *, as_json: bool = False, check: bool = False) -> tuple[list[str], int]:
@@ -43,13 +45,21 @@ def check_lines(manager: PluginManager, results: dict[str, list[str]]) -> Iterat
 def registry_lines(kind: str, pattern: str = "*") -> Iterator[str]:
     """The lines of ``crackseg list KIND PATTERN``: matching components, their parameters, the unavailable ones.
 
-    Raises a one-line :class:`CracksegError` (at the first line) when nothing matches ``pattern`` (shell wildcards).
+    Raises a one-line :class:`CracksegError` (at the first line) for an unknown ``kind`` or when nothing matches
+    ``pattern`` (shell wildcards), with a "did you mean" for a misspelt kind or name.
     """
+    if kind not in KINDS:
+        raise CracksegError(unknown_name_message("kind", kind, list(KINDS)))
     reg = registry(kind)
     names = reg.names(pattern)
     missing = [e for e in reg.unavailable() if fnmatch.fnmatchcase(e.name, pattern)]
     if not names and not missing:
-        raise CracksegError(f"no {kind} match {pattern!r} (available: {', '.join(reg.names()) or 'none'})")
+        hint = ""
+        if not any(c in pattern for c in "*?["):  # a name, not a wildcard: the closest one
+            known = {n.lower(): n for n in [*reg.names(), *(e.name for e in reg.unavailable())]}
+            close = difflib.get_close_matches(pattern.lower(), list(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {known[close[0]]!r}?" if close else ""
+        raise CracksegError(f"no {kind} match {pattern!r}{hint} (available: {', '.join(reg.names()) or 'none'})")
     width = max(len(n) for n in [*names, *(e.name for e in missing)])
     for n in names:
         e = reg.get(n)

@@ -24,7 +24,7 @@ Per image: instance count, total length, max width, crack area and fraction, and
 (total length per image area, 1/px or 1/mm). With ``px_per_mm`` lengths are in mm and areas
 in mm²; without it, in pixels.
 
-Measurements are estimates with known biases (README, Measurements; ``benchmarks/measure.py``):
+Measurements are estimates with known biases (docs/guides/measure.md; ``benchmarks/measure.py``):
 on drawn cracks 1.5–4 px wide the length is within 3 % and the mean width within 0.5 px; a 1-px
 crack reads 1.5 px wide (the distance transform cannot see below one pixel).
 """
@@ -35,7 +35,7 @@ import csv
 import io as _io
 import math
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ from crackseg.base.io import (
     write_text,
 )
 from crackseg.base.maps import crack_mask
+from crackseg.base.out_folder import check_out_folder
 
 #: pixels averaged along a skeleton path before its length is summed (see _path_length)
 _SMOOTH = 5
@@ -294,13 +295,17 @@ def _orientation(angle: float, travel: str) -> str:
 
 
 # -- folders -----------------------------------------------------------------
+#: what an overlay is drawn on: a photo's file, or a function that loads it (a run's test image)
+Background = Path | Callable[[], np.ndarray]
+
+
 @dataclass
 class MeasureSource:
     """Where masks come from: a folder of masks, or a run folder's predictions."""
 
     masks: dict[str, Path]
     threshold: float | None
-    backgrounds: dict[str, Path]
+    backgrounds: dict[str, Background]
 
 
 def resolve_source(source: str | Path, threshold: float | None,
@@ -308,15 +313,16 @@ def resolve_source(source: str | Path, threshold: float | None,
     """Masks to measure in ``source``: a run folder (its ``predictions/``) or a folder of masks.
 
     For a run folder the threshold defaults to the run's ODS threshold (``metrics.json``; its
-    ``predict.threshold`` when it had no ground truth to choose one) and
-    overlays are drawn on the run's ``overlays/``; ``images`` (a folder) puts them on photos instead.
+    ``predict.threshold`` when it had no ground truth to choose one) and overlays are drawn on the run's
+    test images (its ``config.yaml``'s data; on the masks, with a warning, when that data is gone);
+    ``images`` (a folder) puts them on those photos instead.
     """
     src = Path(source)
     if not src.exists():
         raise CracksegError(f"{src}: no such folder")
     if not src.is_dir():
         raise CracksegError(f"{src}: not a folder (give a folder of masks or a run folder)")
-    backgrounds: dict[str, Path] = {}
+    backgrounds: dict[str, Background] = {}
     if (src / "config.yaml").is_file():
         pred = src / "predictions"
         if not pred.is_dir():
@@ -327,18 +333,18 @@ def resolve_source(source: str | Path, threshold: float | None,
 
             predict = load_yaml(src / "config.yaml", what="run config").get("predict") or {}
             threshold = choose_threshold(src, None, predict if isinstance(predict, dict) else {})[0]
-        if (src / "overlays").is_dir():
-            backgrounds = images_by_stem(src / "overlays")
+        if images is None:
+            backgrounds = _run_test_images(src)
         src = pred
     masks = images_by_stem(src)
     if not masks:
         raise CracksegError(f"{src}: no mask images to measure {what_was_read(src)}")
     if isinstance(images, Mapping):
-        backgrounds = dict(images)
+        backgrounds = {stem: path for stem, path in images.items()}
     elif images is not None:
         if not Path(images).is_dir():
             raise CracksegError(f"--images {images}: no such folder")
-        backgrounds = images_by_stem(images)
+        backgrounds = {stem: path for stem, path in images_by_stem(images).items()}
     return MeasureSource(masks=masks, threshold=threshold, backgrounds=backgrounds)
 
 
@@ -353,6 +359,10 @@ def binary_mask(path: Path, threshold: float | None) -> np.ndarray:
         raise CracksegError(f"{path}: not a binary mask ({len(values)} grey levels); "
                             f"pass --threshold T to binarise probability maps")
     return read_mask(path)
+
+
+#: the file that marks a folder as measure's output (an ``--out`` holding it may be replaced)
+MEASURE_MARKER = "measurements.json"
 
 
 def measure_folder(source: str | Path, out: str | Path, options: MeasureOptions | None = None, *,
@@ -371,9 +381,7 @@ def measure_folder(source: str | Path, out: str | Path, options: MeasureOptions 
 
     opt = options or MeasureOptions()
     src = resolve_source(source, opt.threshold, images)
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "measurements.json").is_file())):
-        raise CracksegError(f"--out {out}: exists and does not hold measurements; choose a new or empty folder")
+    out = check_out_folder(out, command="measure", marker=MEASURE_MARKER)
     masks = [(stem, binary_mask(p, src.threshold)) for stem, p in src.masks.items()]
     tmp = out.parent / f".{out.name}.partial"
     if tmp.exists():
@@ -420,10 +428,23 @@ def _csv(columns: Sequence[str], rows: Iterator[dict]) -> str:
     return buf.getvalue()
 
 
+def _run_test_images(run_dir: Path) -> dict[str, Background]:
+    """The run's test images by stem (loaded when drawn); none, with a warning, when its data cannot be opened."""
+    from crackseg.base.console import warn
+    from crackseg.evaluation.scoring import run_test_split
+
+    try:
+        samples = run_test_split(run_dir)[1]
+    except CracksegError as exc:
+        warn(f"{run_dir}: the run's test images cannot be read ({exc}); overlays are drawn on the masks")
+        return {}
+    return {s.stem: s.load_image for s in samples}
+
+
 def _background(src: MeasureSource, stem: str, mask: np.ndarray) -> np.ndarray:
-    path = src.backgrounds.get(stem)
-    if path is not None:
-        img = read_image(path)
+    source = src.backgrounds.get(stem)
+    if source is not None:
+        img = read_image(source) if isinstance(source, Path) else source()
         if img.shape[:2] == mask.shape:
             return img
     grey = np.where(mask, 90, 0).astype(np.uint8)

@@ -166,31 +166,47 @@ def _run(cfg: RunConfig, *, resume: bool = False, quiet: bool = False) -> dict[s
         write_model_file(run_dir / CHECKPOINT_FILE)
 
     # 4. predictions + 5. metrics
+    train_seconds, images_per_s = result.seconds, result.images_per_s
     if result.stopped_early == "already finished":
         log(f"reusing the finished run in {run_dir}: predicting and evaluating again")
+        if not train_seconds:  # a checkpoint written before it kept its training time: the last metrics.json's
+            train_seconds, images_per_s = _earlier_training_time(run_dir / METRICS_FILE)
     metrics = predict_and_evaluate(model, test, run_dir, cfg, size, device, env, quiet)
     if env.is_main:
         prediction_alert = _prediction_warning(run_dir, test, metrics, cfg.predict.threshold)
         warn(prediction_alert)
         scoring_alert = warn(str(metrics.get("warning") or ""))  # e.g. an empty test split: said, not only stored
         alerts = [a for a in (label_alert, scoring_alert, prediction_alert) if a]
+        note_list = [*placeholders, *notes, *alerts, f"{result.epochs_done} ep @ {size}px"]
         metrics.update({
             "labeler": cfg.labeler["name"], "backbone": cfg.backbone["name"], "data": data_label(cfg.data),
             "train_images": len(train), "test_images": len(test),
-            "train_seconds": round(result.seconds, 2), "train_images_per_s": round(result.images_per_s, 3),
+            "train_seconds": round(train_seconds, 2), "train_images_per_s": round(images_per_s, 3),
             "epochs_done": result.epochs_done, "history": result.history,
             "total_seconds": round(time.perf_counter() - t_start, 2),
-            "notes": "; ".join([*placeholders, *notes, *alerts, f"{result.epochs_done} ep @ {size}px"]),
+            "notes": "; ".join(note_list),
             "warnings": alerts, "placeholders": placeholders, "plugins": provenance,
         })
         write_json(run_dir / METRICS_FILE, metrics)
-        text = "\n".join(filter(None, [results_table([metrics]), ods_ois_remark(metrics)]))
+        # long notes (a warning quoting an error) are footnotes under the table; a blank line ends the table
+        text = "\n\n".join(filter(None, [results_table([{**metrics, "notes": note_list}]), ods_ois_remark(metrics)]))
         write_text(run_dir / RESULTS_FILE, text + "\n")
         print(text)
         log(f"finished in {elapsed_text(time.perf_counter() - t_begin)}; results in {run_dir}/ "
             f"({METRICS_FILE}, {RESULTS_FILE})")
     dist_utils.shutdown(env)
     return metrics
+
+
+def _earlier_training_time(metrics_file: Path) -> tuple[float, float]:
+    """(train_seconds, train_images_per_s) of an earlier ``metrics.json``; (0, 0) when it has none."""
+    import json
+
+    try:
+        old = json.loads(metrics_file.read_text())
+        return float(old.get("train_seconds") or 0.0), float(old.get("train_images_per_s") or 0.0)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0.0, 0.0
 
 
 def elapsed_text(seconds: float) -> str:

@@ -31,13 +31,45 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric
     return "\n".join(lines)
 
 
+#: a note longer than this leaves the notes cell for a footnote under the table (the cell keeps its marker)
+NOTE_CELL_CHARS = 48
+_SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def footnote_marker(n: int) -> str:
+    """The marker of footnote ``n`` (1 → ``¹``, 12 → ``¹²``)."""
+    return str(n).translate(_SUPERSCRIPTS)
+
+
 def results_table(runs: Sequence[dict[str, Any]]) -> str:
-    """One row per run (its ``metrics.json``): labeler, backbone, data, ODS / OIS / AP in %, notes."""
+    """One row per run (its ``metrics.json``): labeler, backbone, data, ODS / OIS / AP in %, notes.
+
+    ``notes`` is a list of notes or one string of them separated by ``"; "``. A note longer than
+    :data:`NOTE_CELL_CHARS` (a warning that quotes an error and a path) is a marker in the cell and the
+    whole text in a footnote under the table, so that the table stays readable.
+    """
     header = ["labeler", "backbone", "data", "ODS", "OIS", "AP", "notes"]
-    rows = [[str(r.get("labeler", "")), str(r.get("backbone", "")), str(r.get("data", "")),
-             percent(r.get("ods")), percent(r.get("ois")), percent(r.get("ap")), str(r.get("notes", ""))]
-            for r in runs]
-    return markdown_table(header, rows, [False, False, False, True, True, True, False])
+    footnotes: list[str] = []
+    rows = []
+    for r in runs:
+        cell = []
+        for note in _note_list(r.get("notes")):
+            if len(note) > NOTE_CELL_CHARS:
+                footnotes.append(f"{footnote_marker(len(footnotes) + 1)} {note}")
+                note = footnote_marker(len(footnotes))
+            cell.append(note)
+        rows.append([str(r.get("labeler", "")), str(r.get("backbone", "")), str(r.get("data", "")),
+                     percent(r.get("ods")), percent(r.get("ois")), percent(r.get("ap")), "; ".join(cell)])
+    table = markdown_table(header, rows, [False, False, False, True, True, True, False])
+    if not footnotes:
+        return table
+    return table + "\n\n" + "\n".join(f"- {escape(f)}" for f in footnotes)
+
+
+def _note_list(notes: Any) -> list[str]:
+    """Notes as a list: a list as it is, a string split at ``"; "``; empty ones left out."""
+    items = notes if isinstance(notes, (list, tuple)) else str(notes or "").split("; ")
+    return [" ".join(str(n).split()) for n in items if str(n).strip()]
 
 
 #: |ODS − OIS| above this (in points, i.e. percentage points) earns results.md an explanatory line
@@ -52,7 +84,7 @@ def ods_ois_remark(metrics: dict[str, Any], gap: float = ODS_OIS_GAP) -> str:
     diff = 100 * (float(ods) - float(ois))
     if abs(diff) <= gap:
         return ""
-    where = "see the README, section 'Metric protocols', paragraph 'When OIS is far from ODS'"
+    where = "see docs/guides/metrics.md (Metric protocols), 'When OIS is far from ODS'"
     if diff > 0 and metrics.get("protocol", "crackclip") == "crackclip":
         return (f"OIS is {diff:.1f} points below ODS: the crackclip protocol (the authors' script) binarises "
                 f"each crack-free test image at 0.00, and an image with false but no true positives at some "

@@ -10,7 +10,7 @@ party's) and the CAM labelers' patch classifier. It is the only place that wraps
   N processes resumes on M.
 * **Checkpoints** (format 2): written atomically after an epoch (every epoch, or once ``checkpoint_every_s``
   passed since the last one; always after the last epoch, and on Ctrl-C or an error) with the model's state,
-  optimizer, scheduler, gradient scaler, epoch, step, history, the trainer's own state and the
+  optimizer, scheduler, gradient scaler, epoch, step, history, training time, the trainer's own state and the
   caller's metadata; ``--resume`` continues from the last one. A copy of the state is written in
   a background thread while the next epoch trains (:class:`~crackseg.training.checkpoints.CheckpointWriter`);
   the last checkpoint is on disk before training returns.
@@ -176,6 +176,10 @@ class Engine:
         self._datasets: list[Any] = []
         self._t0 = 0.0
         self._seen = 0
+        #: training time and images of the sessions before a resume (kept in the checkpoint)
+        self._prior_seconds, self._prior_seen = 0.0, 0
+        #: the training time the finished checkpoint records (what result() reports once training is done)
+        self._final_seconds: float | None = None
         #: the number of finished epochs (what the next checkpoint records)
         self._epoch = 0
         self._writer = CheckpointWriter()
@@ -265,8 +269,11 @@ class Engine:
         self._epoch = self.start_epoch
         self.history = list(ckpt.get("history", []))
         self.trainer_state = dict(ckpt.get("trainer") or {})
+        self._prior_seconds = float(ckpt.get("train_seconds") or 0.0)
+        self._prior_seen = int(ckpt.get("images_seen") or 0)
         if ckpt.get("done"):
             self.done, self.stopped = True, "already finished"
+            self._final_seconds = self._prior_seconds
             return True
         self.log(f"resuming from {self.checkpoint_path} after epoch {self.start_epoch}")
         return False
@@ -283,7 +290,11 @@ class Engine:
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() and not self.done else None,
             "epoch": self._epoch, "step": self.step, "done": self.done, "history": self.history,
             "trainer": self.trainer_state,
+            # the whole training's time and images so far, this session's and the resumed ones'
+            "train_seconds": self._training_seconds(), "images_seen": self._prior_seen + self._seen,
         }
+        if self.done:
+            self._final_seconds = payload["train_seconds"]
         now = time.perf_counter()
         started = self._last_write if self._last_write is not None else (self._t0 or now)
         if self.done or self.checkpoint_every_s <= 0 or now - started >= self.checkpoint_every_s:
@@ -414,14 +425,20 @@ class Engine:
                  + (f": loss {loss:.4f}" if isinstance(loss, float) else ""))
 
     def result(self) -> TrainResult:
-        """What the trainer returns: epochs done, steps, history, training time, images/s.
+        """What the trainer returns: epochs done, steps, history, training time, images/s (over every session of a
+        resumed training; a finished checkpoint that is reused keeps its time).
 
         A checkpoint held back or still in flight is written first (its failure is raised here).
         """
         self.flush()
-        seconds = time.perf_counter() - self._t0 if self._t0 else 0.0
+        seconds = self._final_seconds if self._final_seconds is not None else self._training_seconds()
         return TrainResult(self._epoch, self.step, list(self.history), seconds,
-                           self._seen / seconds if seconds > 0 else 0.0, self.stopped)
+                           (self._prior_seen + self._seen) / seconds if seconds > 0 else 0.0, self.stopped)
+
+    def _training_seconds(self) -> float:
+        """Seconds of training so far: this session's and, after a resume, the earlier sessions' (a finished
+        run that is reused keeps its training time)."""
+        return self._prior_seconds + (time.perf_counter() - self._t0 if self._t0 else 0.0)
 
     def close(self) -> None:
         """Finish the checkpoint write in flight, close the loggers (rank 0).

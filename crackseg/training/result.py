@@ -13,6 +13,7 @@ class TrainResult:
     epochs_done: int
     steps: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: training time of the whole training: every session of a resumed one; a reused finished one keeps its own
     seconds: float = 0.0
     images_per_s: float = 0.0
     #: why training stopped before its last epoch ("max_steps 5", "time budget 60s", "already finished")

@@ -64,7 +64,7 @@ def register(cli: Any) -> None:
                              sets: tuple[str, ...], quiet: bool) -> None:
         """Train the binary crack/no-crack patch classifier used by the CAM labelers.
 
-        Writes OUT/classifier.pt (pass it to `crackseg label --classifier`) and
+        Writes OUT/classifier.pt (use it: --set labeler.classifier.checkpoint=OUT/classifier.pt) and
         OUT/classifier.metrics.json (held-out patch accuracy, precision, recall, F1).
         """
         from crackseg import write_text

@@ -6,7 +6,7 @@ The unary term is ``-log`` of the probabilities ``[1 - cam, cam]``
 settings are not public (no code, full text unavailable). The kernels are
 pydensecrf's README example (Gaussian sxy 3, compat 3; bilateral sxy 80, srgb
 13, compat 10; 5 mean-field iterations); the CAM that feeds them was chosen on
-DeepCrack-train masks (README, Labelers): Grad-CAM++ patch maps without the
+DeepCrack-train masks (docs/benchmarks.md): Grad-CAM++ patch maps without the
 p(crack) gate, since a gated map is too weak a unary and the CRF erases it
 (pseudo-label F 0.012 → 0.70 on ten DeepCrack-train images). The soft map is
 the CRF's crack marginal; the binary mask is its argmax (crack marginal ≥ 0.5).

@@ -108,7 +108,7 @@ class CamCrfParams:
 
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     #: CAM method producing the unary (any CAM labeler name). The defaults here (Grad-CAM++, no gate,
-    #: pydensecrf's kernels) were chosen on DeepCrack-train masks: README, Labelers, "cam-crf's defaults"
+    #: pydensecrf's kernels) were chosen on DeepCrack-train masks: docs/benchmarks.md, "cam-crf's defaults"
     cam_method: str = tuned("gradcam++", TUNE_CAM_METHODS)
     patch_size: int | None = None
     stride: int | None = None
