@@ -525,8 +525,8 @@ def test_the_labels_feed_label_with_the_weak_label_gate_and_tune(serve, photos, 
 
 
 def check_labels_feed_the_pipeline(photos: Path, labels: Path, tmp_path: Path) -> None:
-    """``crackseg label --labeler ridge`` with the CSV as ``data.weak_labels`` is gated by it; ``crackseg tune``
-    reads LABELS_DIR (the traced photos) as it is."""
+    """``crackseg label --labeler ridge`` and ``crackseg run --labeler ridge`` with the CSV as ``data.weak_labels``
+    are gated by it; ``crackseg tune`` reads LABELS_DIR (the traced photos) as it is."""
     pl = tmp_path / "pseudo"
     r = run_main("label", "--labeler", "ridge", "--data", str(photos), "--split", "all", "--out", str(pl),
                  "--set", "data.weak_labels.source=csv", "--set", f"data.weak_labels.path={labels / 'weak_labels.csv'}",
@@ -543,6 +543,15 @@ def check_labels_feed_the_pipeline(photos: Path, labels: Path, tmp_path: Path) -
     r = run_main("label", "--labeler", "ridge", "--data", str(photos), "--split", "all", "--out", str(ungated),
                  "--device", "cpu", "-q")
     assert r.returncode == 0 and read_mask(ungated / "p1.png").any()  # the gate, not the photo, made it empty
+    # the whole run (labels, one small epoch, predictions, scores against the traced masks) on the same CSV
+    run = tmp_path / "run"
+    r = run_main("run", "--labeler", "ridge", "--backbone", "unet", "--data", str(photos),
+                 "--out", str(run), "--set", "data.weak_labels.source=csv",
+                 "--set", f"data.weak_labels.path={labels / 'weak_labels.csv'}", "--set", "backbone.encoder=resnet18",
+                 "--set", "train.epochs=1", "--set", "train.batch_size=2", "--set", "train.image_size=64",
+                 "--set", "train.num_workers=0", "--device", "cpu", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert not read_mask(run / "labels" / "p1.png").any()  # the run's pseudo-labels are gated by the page's labels
     out = tmp_path / "tuned.yaml"
     r = run_main("tune", "--labeler", "ridge", "--data", str(labels), "--split", "all", "--annotated", "5",
                  "--trials", "2", "--out", str(out), "--device", "cpu", "-q")
