@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -166,3 +167,23 @@ def make_plugin_site(site: Path, module: str, source: str, dist: str | None = No
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
     (info / "entry_points.txt").write_text(f"[crackseg]\n{entry_point or module} = {module}\n")
     return {"PYTHONPATH": str(site)}
+
+
+def channel_mean_onnx(path: Path, meta: Any) -> Path:
+    """A tiny ONNX graph (channel mean: [N,3,H,W] → [N,1,H,W]) carrying ``meta`` (a dict, or a string as it is) as
+    its crackseg metadata; ``None`` adds none. Fast, and predicts without torch."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1, "H", "W"])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    node = helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=1)
+    model = helper.make_model(helper.make_graph([node], "g", [x], [y], initializer=[axes]),
+                              opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    if meta is not None:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "crackseg", meta if isinstance(meta, str) else json.dumps(meta)
+    onnx.save(model, str(path))
+    return path

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_main
+from conftest import channel_mean_onnx, run_main
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -28,20 +28,8 @@ BAD_READ = "cannot read image (corrupt or unsupported format)"
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     """A tiny ONNX model (the mean of the three channels) with crackseg's metadata: fast, no torch."""
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1, "H", "W"])
-    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
-    node = helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=1)
-    m = helper.make_model(helper.make_graph([node], "g", [x], [y], initializer=[axes]),
-                          opset_imports=[helper.make_opsetid("", 18)])
-    m.ir_version = 8
-    entry = m.metadata_props.add()
-    entry.key, entry.value = "crackseg", json.dumps({"image_size": 32, "predict": {"threshold": 0.5}})
-    path = tmp_path_factory.mktemp("model") / "m.onnx"
-    onnx.save(m, str(path))
-    return path
+    return channel_mean_onnx(tmp_path_factory.mktemp("model") / "m.onnx",
+                             {"image_size": 32, "predict": {"threshold": 0.5}})
 
 
 def photo(path: Path, seed: int, shape: tuple[int, int] = (40, 50)) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_plugin_site, run_cli, run_main
+from conftest import channel_mean_onnx, make_plugin_site, run_cli, run_main
 from crackseg.base.io import read_mask, write_png
 
 
@@ -85,25 +85,6 @@ def test_keyboard_interrupt_in_a_plugin_is_not_swallowed(monkeypatch):
 
 
 # -- 2a. tampered ONNX metadata ------------------------------------------------------------------------
-def _onnx_model(path: Path, meta) -> Path:
-    """A tiny ONNX graph (channel mean: [N,3,H,W] → [N,1,H,W]) carrying ``meta`` as its crackseg metadata."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1, "H", "W"])
-    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
-    node = helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=1)
-    model = helper.make_model(helper.make_graph([node], "g", [x], [y], initializer=[axes]),
-                              opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8
-    if meta is not None:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = "crackseg", meta if isinstance(meta, str) else json.dumps(meta)
-    onnx.save(model, str(path))
-    return path
-
-
 GOOD_META = {"image_size": 32, "predict": {"threshold": 0.5, "mode": "auto", "tile_overlap": 0.25}}
 
 
@@ -120,7 +101,7 @@ GOOD_META = {"image_size": 32, "predict": {"threshold": 0.5, "mode": "auto", "ti
 ])
 def test_tampered_onnx_metadata_is_one_line_naming_the_file_and_key(meta, key, tmp_path):
     pytest.importorskip("onnxruntime")
-    model = _onnx_model(tmp_path / "m.onnx", meta)
+    model = channel_mean_onnx(tmp_path / "m.onnx", meta)
     write_png(tmp_path / "photos" / "a.png", np.full((40, 40, 3), 90, np.uint8))
     r = run_main("predict", str(model), str(tmp_path / "photos"), "--out", str(tmp_path / "out"), "-q")
     assert r.returncode == 2, r.stderr
@@ -130,7 +111,7 @@ def test_tampered_onnx_metadata_is_one_line_naming_the_file_and_key(meta, key, t
 
 def test_untampered_onnx_metadata_predicts(tmp_path):
     pytest.importorskip("onnxruntime")
-    model = _onnx_model(tmp_path / "m.onnx", GOOD_META)
+    model = channel_mean_onnx(tmp_path / "m.onnx", GOOD_META)
     write_png(tmp_path / "photos" / "a.png", np.full((40, 40, 3), 90, np.uint8))
     r = run_main("predict", str(model), str(tmp_path / "photos"), "--out", str(tmp_path / "out"), "-q")
     assert r.returncode == 0, r.stderr
