@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageFile, ImageOps
 
 import crackseg
-from conftest import run_main
+from conftest import channel_mean_onnx, run_main
 from crackseg.base.errors import DataError
 from crackseg.base.io import MAX_IMAGE_PIXELS, image_shape, read_gray, read_image, read_mask, write_png
 from crackseg.base.maps import crack_mask
@@ -382,3 +382,19 @@ def test_a_mask_drawn_on_the_displayed_photo_is_accepted_by_a_folder_dataset(tmp
     sample = crackseg.create_dataset("folder", root=str(tmp_path)).samples("all")[0]
     assert sample.load_image().shape == (80, 48, 3)
     assert np.array_equal(sample.mask(), mask > 127)
+
+
+@pytest.mark.parametrize("mode", ["resize", "tile"])
+def test_the_script_api_gives_what_predict_writes(tmp_path, mode):
+    """``inference_model`` (the script API) goes through the same lean path as ``crackseg predict``: its map is
+    ``postprocess(predict_many(...))`` exactly, and its mask is that map cut at the model's threshold."""
+    pytest.importorskip("onnxruntime")
+    from crackseg.prediction.models import inference_model, init_model
+
+    meta = {"image_size": 32, "predict": {"threshold": 0.4, "mode": mode, "erosion_iterations": 1}}
+    model = init_model(channel_mean_onnx(tmp_path / "m.onnx", meta), "cpu")
+    rgb = np.random.default_rng(0).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    got = inference_model(model, rgb)
+    u8 = postprocess(model.predictor.predict_many([rgb])[0], 1, False)
+    assert np.array_equal(got.prob, u8.astype(np.float32) / 255.0)
+    assert np.array_equal(got.mask, crack_mask(u8, 0.4)) and got.mask.any() and not got.mask.all()

@@ -27,7 +27,7 @@ from crackseg.base.errors import DataError
 from crackseg.base.io import read_image
 from crackseg.base.maps import crack_mask
 from crackseg.prediction.thresholds import choose_threshold
-from crackseg.prediction.windows import WindowPredictor, postprocess
+from crackseg.prediction.windows import WindowPredictor
 
 
 @dataclass
@@ -94,7 +94,6 @@ def inference_model(model: CrackModel, image: str | os.PathLike[str] | np.ndarra
         rgb = image
     else:
         rgb = read_image(image)
-    prob = model.predictor.predict_many([rgb])[0]
-    u8 = postprocess(prob, int(model.settings.get("erosion_iterations", 0)),
-                     bool(model.settings.get("minmax_normalize", False)))
+    u8 = model.predictor.predict_uint8(rgb, int(model.settings.get("erosion_iterations", 0)),
+                                       bool(model.settings.get("minmax_normalize", False)))
     return Prediction(prob=u8.astype(np.float32) / 255.0, mask=crack_mask(u8, model.threshold))
