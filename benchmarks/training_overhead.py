@@ -5,8 +5,9 @@
 A (the user's setting): ``crackseg run --labeler fsv --backbone unet --data synthetic --set train.epochs=E``
 as a process of its own: the default resnet34 U-Net, the 48 synthetic training images, the data
 pipeline (images and labels read from disk, resized, flipped/rotated in a loader process), the engine
-(progress, history, a checkpoint with the weights and Adam's state after every epoch: 293 MB for this
-model). Its images/s is ``train_images * epochs_done / train_seconds`` from ``metrics.json``: the time
+(progress, history, checkpoints: the weights and Adam's state, 293 MB for this model, every
+``train.checkpoint_every_s`` and after the last epoch; the allocator settings of ``crackseg.base.allocator``).
+Its images/s is ``train_images * epochs_done / train_seconds`` from ``metrics.json``: the time
 from the first epoch to the last checkpoint on disk.
 
 B (the bare loop), a process of its own: the same backbone built the same way, the same training images
@@ -14,7 +15,12 @@ and labels (read from A's run folder, resized to the run's ``train.image_size``)
 memory, shuffled each epoch, forward → the run's loss → zero_grad → backward → Adam step, the same batch
 size, learning rate and number of epochs; no loader, no checkpoint, no progress bar.
 
-The rounds alternate (A, B, A, B, ...); each prints its images/s, then the median ratio A/B. Both use
+C, the same bare loop with the allocator settings that A's training engine makes for itself
+(:mod:`crackseg.base.allocator`: glibc's mmap and trim thresholds, given to C as ``MALLOC_MMAP_THRESHOLD_``
+and ``MALLOC_TRIM_THRESHOLD_``). A/B is the goal's ratio, against the loop a user writes; A/C is what the
+engine itself costs, once both processes allocate the same way.
+
+The rounds alternate (A, B, C, A, B, C, ...); each prints its images/s, then the median ratios. All use
 ``--threads`` torch threads (``OMP_NUM_THREADS``). Goal: A >= 0.95x B.
 """
 
@@ -39,6 +45,13 @@ def user_run(out: Path, backbone: str, epochs: int, env: dict[str, str]) -> floa
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
     m = json.loads((out / "metrics.json").read_text())
     return m["train_images"] * m["epochs_done"] / m["train_seconds"]
+
+
+def tuned_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with the allocator settings the training engine makes for itself (crackseg.base.allocator)."""
+    from crackseg.base.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD
+
+    return {**env, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
 
 
 def bare_run(run_dir: Path, env: dict[str, str]) -> float:
@@ -114,18 +127,20 @@ def main() -> None:
             out = Path(tmp) / f"run{k}"
             a = user_run(out, args.backbone, args.epochs, env)
             b = bare_run(out, env)
-            rows.append((a, b))
-            print(f"round {k + 1}: crackseg run {a:.3f} img/s, bare loop {b:.3f} img/s, ratio {a / b:.3f}",
-                  file=sys.stderr, flush=True)
+            c = bare_run(out, tuned_env(env))
+            rows.append((a, b, c))
+            print(f"round {k + 1}: crackseg run {a:.3f} img/s, bare loop {b:.3f}, bare loop + allocator settings "
+                  f"{c:.3f}; ratios {a / b:.3f}, {a / c:.3f}", file=sys.stderr, flush=True)
     print(f"`crackseg run --labeler fsv --backbone {args.backbone} --data synthetic --set train.epochs={args.epochs}` "
           f"vs a bare loop, {args.threads} threads, {args.rounds} alternating rounds\n")
-    print("| round | crackseg run (img/s) | bare loop (img/s) | ratio |")
-    print("|---:|---:|---:|---:|")
-    for k, (a, b) in enumerate(rows, 1):
-        print(f"| {k} | {a:.3f} | {b:.3f} | {a / b:.3f}x |")
-    ratios = [a / b for a, b in rows]
-    print(f"| median | {statistics.median(a for a, _ in rows):.3f} | {statistics.median(b for _, b in rows):.3f} | "
-          f"{statistics.median(ratios):.3f}x |")
+    print("| round | crackseg run (img/s) | bare loop (img/s) | bare loop + the engine's allocator settings (img/s) "
+          "| run / bare loop | run / bare loop + allocator settings |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for k, (a, b, c) in enumerate(rows, 1):
+        print(f"| {k} | {a:.3f} | {b:.3f} | {c:.3f} | {a / b:.3f}x | {a / c:.3f}x |")
+    med = [statistics.median(r[i] for r in rows) for i in range(3)]
+    ab, ac = statistics.median(a / b for a, b, _ in rows), statistics.median(a / c for a, _, c in rows)
+    print(f"| median | {med[0]:.3f} | {med[1]:.3f} | {med[2]:.3f} | {ab:.3f}x | {ac:.3f}x |")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from crackseg.base import distributed as dist_utils
+from crackseg.base.allocator import tune_for_training
 from crackseg.base.distributed import DistEnv
 from crackseg.base.errors import CracksegError
 from crackseg.config.run_config import TrainConfig
@@ -320,6 +321,7 @@ class Engine:
         Each starts in training mode (BatchNorm layers without trainable parameters stay in eval
         mode) with its epoch number given to the loaders' samplers and datasets.
         """
+        tune_for_training()  # the allocator keeps freed step buffers (crackseg.base.allocator)
         self._t0 = time.perf_counter()
         if self.env.is_main and not self._loggers_started:
             for logger in self.loggers:  # after restore(): a resumed run's loggers get its history
