@@ -243,6 +243,8 @@ def evaluate(pred_dir: str, gt_dir: str | None, data: str | None, split: str | N
               help="Probability T: mask = value/255 > T (default: a run folder's ODS threshold, else the saved "
                    "predict.threshold).")
 @click.option("--mode", type=click.Choice(["auto", "resize", "tile"]), help="Large images: tile or resize.")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Model windows per forward pass (default: the run's predict.batch_size); 1 takes the least memory.")
 @click.option("--recursive", is_flag=True,
               help="Also predict the photos in sub-folders; their outputs go to the same sub-folders of OUT.")
 @click.option("--strict", is_flag=True,
@@ -252,8 +254,8 @@ def evaluate(pred_dir: str, gt_dir: str | None, data: str | None, split: str | N
 @measure_options
 @click.option("-q", "--quiet", is_flag=True)
 def predict(source: str, images: tuple[str, ...], out: str, device: str, threshold: float | None,
-            mode: str | None, recursive: bool, strict: bool, do_measure: bool, px_per_mm: float | None,
-            min_area: int, travel: str, quiet: bool) -> None:
+            mode: str | None, batch_size: int | None, recursive: bool, strict: bool, do_measure: bool,
+            px_per_mm: float | None, min_area: int, travel: str, quiet: bool) -> None:
     """Apply a finished run (RUN_DIR, its model.pt or checkpoint.pt, or an exported MODEL.onnx) to photos of any
     size; prints the threshold used and why.
 
@@ -274,8 +276,8 @@ def predict(source: str, images: tuple[str, ...], out: str, device: str, thresho
     opt = MeasureOptions(px_per_mm=px_per_mm, min_area=min_area, travel=travel)  # checked before predicting
     if do_measure:
         check_out_folder(Path(out) / "measurements", command="measure", marker=MEASURE_MARKER)
-    res = predict_paths(source, images, out, device=device, threshold=threshold, mode=mode, quiet=quiet,
-                        log=click.echo, recursive=recursive, strict=strict)
+    res = predict_paths(source, images, out, device=device, threshold=threshold, mode=mode, batch_size=batch_size,
+                        quiet=quiet, log=click.echo, recursive=recursive, strict=strict)
     for line in failure_lines(res):
         click.echo(line, err=True)
     click.echo(summary_line(res))

@@ -189,3 +189,30 @@ def test_progress_bar_counts_windows_of_a_large_photo(run_dir, tmp_path):
     assert "window" in r.stderr and "image 1/1" in r.stderr
     r = run_main("predict", str(run_dir), str(tmp_path / "in"), "--out", str(tmp_path / "q"), "-q")
     assert r.returncode == 0 and r.stderr == ""
+
+
+def test_batch_size_option_sets_the_windows_per_forward_pass(run_dir, tmp_path, monkeypatch):
+    """``--batch-size N``: at most N windows per forward pass (1: the least memory), the same masks."""
+    from crackseg.prediction.predictor import Predictor
+
+    sizes: list[int] = []
+    original = Predictor.forward_batch
+
+    def recording(self, batch):
+        sizes.append(len(batch))
+        return original(self, batch)
+
+    monkeypatch.setattr(Predictor, "forward_batch", recording)
+    write_png(tmp_path / "in" / "large.png", np.random.default_rng(1).integers(0, 256, (200, 300, 3), np.uint8))
+    outs = {}
+    for n in ("1", "3"):
+        sizes.clear()
+        outs[n] = tmp_path / f"b{n}"
+        r = run_main("predict", str(run_dir), str(tmp_path / "in"), "--out", str(outs[n]), "--batch-size", n, "-q")
+        assert r.returncode == 0, r.stderr
+        assert max(sizes) == int(n) and len(sizes) > 3  # the photo is tiled into many windows
+    one, three = masks_and_probs(outs["1"])["large"], masks_and_probs(outs["3"])["large"]
+    assert np.abs(one[1].astype(int) - three[1].astype(int)).max() <= 1  # float rounding at most
+    assert np.mean(one[0] != three[0]) < 1e-3
+    r = run_main("predict", str(run_dir), str(tmp_path / "in"), "--out", str(tmp_path / "b0"), "--batch-size", "0")
+    assert r.returncode == 2 and "--batch-size" in r.stderr and "Traceback" not in r.stderr
