@@ -4,7 +4,7 @@ A training step allocates and frees the same activation and gradient buffers aga
 ``malloc`` serves a buffer from 128 KiB on with a fresh ``mmap`` unless an earlier ``free`` of that size
 raised its threshold (it adjusts itself, but only after some histories): every such buffer is then a run
 of page faults, each page zeroed by the kernel. In a ``crackseg run`` process (data set, labeler and run
-folder handled first) a resnet34 U-Net on 64-px images took 3.7 times the page faults of a bare loop over
+folder handled first) a resnet34 U-Net on 128-px images took 3.4 times the page faults of a bare loop over
 the same model, and its forward pass was 8 % slower on the same input (``benchmarks/training_overhead.py``).
 
 :func:`tune_for_training` fixes the thresholds instead: buffers under 32 MiB come from the heap, and up to
