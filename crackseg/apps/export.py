@@ -140,7 +140,8 @@ class Int8Check:
 
 @dataclass
 class Parity:
-    """An exported graph checked against the torch model on the same random inputs (:func:`parity`)."""
+    """An exported graph checked against the torch model on the same inputs (:func:`parity`): random images, or
+    (``--fp16`` of a run folder) windows of the run's test images."""
 
     #: ``fp32`` (judged by :data:`PARITY_FACTOR`, :data:`PARITY_TOLERANCE`, :data:`MASK_FLIP_BOUND`) or ``fp16``
     #: (judged by :data:`FP16_TOLERANCE` only; its mask changes are reported)
@@ -160,6 +161,8 @@ class Parity:
     flipped: int
     torch_flipped: int
     pixels: int
+    #: what the inputs were: ``random``, or e.g. ``test images of cfd`` (resized to the sizes)
+    inputs: str = "random"
 
     @property
     def allowed(self) -> float:
@@ -183,8 +186,10 @@ class Parity:
         """Why the graph is not faithful (the end of a one-line error), or ""."""
         if not self.onnx_error <= self.allowed:  # NaN fails too
             if self.precision == "fp16":
+                hint = ("; export it without --fp16, or export its run folder: --fp16 is then judged on the run's "
+                        "test images" if self.inputs == "random" else "; export it without --fp16")
                 return (f"in half precision the ONNX graph differs from the torch model by {self.onnx_error:.2g} "
-                        f"(> {FP16_TOLERANCE:g}, max |Δp| vs torch in {self.reference}); export it without --fp16")
+                        f"(> {FP16_TOLERANCE:g}, max |Δp| vs torch in {self.reference} on {self._inputs()}){hint}")
             own = (f"{PARITY_FACTOR:g}x torch fp32's own {self.torch_error:.2g} and {PARITY_TOLERANCE:g}"
                    if self.reference == "float64" else f"{PARITY_TOLERANCE:g}")
             return (f"the ONNX graph differs from the torch model in {self.reference} by {self.onnx_error:.2g} "
@@ -208,7 +213,10 @@ class Parity:
                 f"differ between ONNX and torch fp32 ({judged})")
 
     def _inputs(self) -> str:
-        return f"{self.images} random " + " and ".join(f"{s}x{s}" for s in self.sizes) + " images"
+        sizes = " and ".join(f"{s}x{s}" for s in self.sizes)
+        if self.inputs == "random":
+            return f"{self.images} random {sizes} images"
+        return f"{self.images} {self.inputs} resized to {sizes}"
 
 
 def _shown(t: float) -> str:
@@ -217,7 +225,8 @@ def _shown(t: float) -> str:
 
 
 def parity(ref64: list[np.ndarray], ref32: list[np.ndarray], got: list[np.ndarray], threshold: float, *,
-           precision: str = "fp32", sizes: tuple[int, ...] = (), reference: str = "float64") -> Parity:
+           precision: str = "fp32", sizes: tuple[int, ...] = (), reference: str = "float64",
+           inputs: str = "random") -> Parity:
     """The figures of an exported graph's check: ``got`` (its probabilities), ``ref32`` (torch's) and ``ref64``
     (torch's in float64, or ``ref32`` again when there is none: ``reference="float32"``), one array per size."""
     def worst(a: list[np.ndarray], b: list[np.ndarray]) -> float:
@@ -229,7 +238,7 @@ def parity(ref64: list[np.ndarray], ref32: list[np.ndarray], got: list[np.ndarra
     return Parity(precision=precision, sizes=sizes, images=int(ref32[0].shape[0]) if ref32 else 0,
                   onnx_error=worst(got, ref64), torch_error=worst(ref32, ref64), onnx_vs_torch=worst(got, ref32),
                   reference=reference, threshold=float(threshold), flipped=flips(got, ref32),
-                  torch_flipped=flips(ref32, ref64), pixels=sum(int(x.size) for x in ref32))
+                  torch_flipped=flips(ref32, ref64), pixels=sum(int(x.size) for x in ref32), inputs=inputs)
 
 
 @dataclass
@@ -319,9 +328,11 @@ def export_onnx(source: str | Path, out: str | Path, *, opset: int = 18, dynamic
         if fp32.failure():
             raise CracksegError(f"backbone {name!r}: {fp32.failure()}" + ("; try without --dynamic" if dynamic else ""))
         parities = [fp32]
-        if fp16:
+        if fp16:  # judged on what it will see: the run's own test images, where there is a run folder
             _to_fp16(tmp)
-            half = _parity(tmp, refs, sizes, record["value"], "fp16")
+            windows = _test_windows(_run_folder(source), sizes)
+            half = _parity(tmp, refs if windows is None else _references(wrapped, sizes, inputs=windows), sizes,
+                           record["value"], "fp16")
             if half is None or half.failure():
                 why = half.failure() if half else "onnxruntime cannot run its half-precision graph"
                 raise CracksegError(f"backbone {name!r}: {why}" + ("" if half else "; export it without --fp16"))
@@ -482,21 +493,27 @@ def _raise_refused_write(exc: Exception, path: Path) -> None:
 
 @dataclass
 class _References:
-    """The parity inputs (one batch of random images per size) and torch's probabilities for them."""
+    """The parity inputs (one batch of images per size) and torch's probabilities for them."""
 
     inputs: list[np.ndarray]
     fp32: list[np.ndarray]
     #: in float64; ``fp32`` again when the backbone has no float64 copy (``reference`` says which)
     fp64: list[np.ndarray]
     reference: str
+    #: what the inputs are (:attr:`Parity.inputs`)
+    label: str = "random"
 
 
-def _references(wrapped: torch.nn.Module, sizes: tuple[int, ...], images: int = 2) -> _References:
-    """Random ``[images, 3, s, s]`` inputs in [0, 1] for each size (seeded), and the torch model's probabilities
-    for them in float32 and in float64 (a deep copy ``.double()``: torch's own float32 error is measured
-    against it)."""
-    gen = torch.Generator().manual_seed(0)
-    xs = [torch.rand(images, 3, s, s, generator=gen) for s in sizes]
+def _references(wrapped: torch.nn.Module, sizes: tuple[int, ...], images: int = 2,
+                inputs: tuple[list[np.ndarray], str] | None = None) -> _References:
+    """Random ``[images, 3, s, s]`` inputs in [0, 1] for each size (seeded), or the given ``(inputs, label)``
+    (:func:`_test_windows`), and the torch model's probabilities for them in float32 and in float64 (a deep copy
+    ``.double()``: torch's own float32 error is measured against it)."""
+    if inputs is None:
+        gen = torch.Generator().manual_seed(0)
+        xs, label = [torch.rand(images, 3, s, s, generator=gen) for s in sizes], "random"
+    else:
+        xs, label = [torch.from_numpy(x) for x in inputs[0]], inputs[1]
     with torch.no_grad():
         fp32 = [wrapped(x).numpy() for x in xs]
         try:
@@ -504,10 +521,34 @@ def _references(wrapped: torch.nn.Module, sizes: tuple[int, ...], images: int = 
             fp64 = [double(x.double()).double().numpy() for x in xs]
             del double
         except Exception:  # noqa: BLE001 - a backbone that only runs in float32: judged against torch fp32
-            return _References([x.numpy() for x in xs], fp32, fp32, "float32")
+            return _References([x.numpy() for x in xs], fp32, fp32, "float32", label)
     if any(a.shape != b.shape for a, b in zip(fp32, fp64, strict=True)):
-        return _References([x.numpy() for x in xs], fp32, fp32, "float32")
-    return _References([x.numpy() for x in xs], fp32, fp64, "float64")
+        return _References([x.numpy() for x in xs], fp32, fp32, "float32", label)
+    return _References([x.numpy() for x in xs], fp32, fp64, "float64", label)
+
+
+#: test images of a run whose windows judge an ``--fp16`` export
+FP16_CHECK_IMAGES = 2
+
+
+def _test_windows(run_dir: Path | None, sizes: tuple[int, ...],
+                  images: int = FP16_CHECK_IMAGES) -> tuple[list[np.ndarray], str] | None:
+    """The first ``images`` test images of a run, resized to each size as ``--mode resize`` feeds them to the model
+    (``[n, 3, s, s]`` in [0, 1]), and a label naming them; None without a run folder or test images."""
+    if run_dir is None:
+        return None
+    import cv2
+
+    from crackseg.config.run_folder import data_label
+    from crackseg.evaluation.scoring import run_test_split
+
+    data, tests, _ = run_test_split(run_dir)
+    if not tests:
+        return None
+    photos = [s.load_image() for s in tests[:images]]
+    xs = [np.stack([cv2.resize(p, (s, s), interpolation=cv2.INTER_CUBIC).transpose(2, 0, 1) for p in photos])
+          .astype(np.float32) / 255.0 for s in sizes]
+    return xs, f"test images of {data_label(data)}"
 
 
 def _parity(path: Path, refs: _References, sizes: tuple[int, ...], threshold: float, precision: str) -> Parity | None:
@@ -526,7 +567,8 @@ def _parity(path: Path, refs: _References, sizes: tuple[int, ...], threshold: fl
         if out.shape != ref.shape:
             return None
         got.append(out)
-    return parity(refs.fp64, refs.fp32, got, threshold, precision=precision, sizes=sizes, reference=refs.reference)
+    return parity(refs.fp64, refs.fp32, got, threshold, precision=precision, sizes=sizes, reference=refs.reference,
+                  inputs=refs.label)
 
 
 def _to_fp16(path: Path) -> None:
