@@ -471,9 +471,10 @@ def test_export_refuses_a_wrong_graph_in_one_line_naming_the_numbers(tmp_path, m
     assert not list(tmp_path.glob("*.onnx*")) and not list(tmp_path.glob(".*partial*"))
 
 
-def test_fp16_of_a_run_folder_is_judged_on_its_test_images(tiny_run, tmp_path, monkeypatch):
-    """``--fp16`` of a run folder: the half-precision graph is held to its tolerance on windows of the run's own test
-    images (what it will see), not on random noise; a bare checkpoint is still judged on random images."""
+def test_fp16_of_a_run_folder_is_judged_on_its_training_images(tiny_run, tmp_path, monkeypatch):
+    """``--fp16`` of a run folder: the half-precision graph is held to its tolerance on windows of the run's own
+    training images (photos like those it will see, none of the test split), not on random noise; a bare checkpoint
+    is still judged on random images."""
     pytest.importorskip("onnxconverter_common")
     import crackseg.apps.export as export_module
     from crackseg.prediction.onnx_predictor import load_onnx
@@ -489,14 +490,14 @@ def test_fp16_of_a_run_folder_is_judged_on_its_test_images(tiny_run, tmp_path, m
     monkeypatch.setattr(export_module, "_references", recording)
     r = run_main("export", str(tiny_run), "--out", str(tmp_path / "m16.onnx"), "--fp16")
     assert r.returncode == 0, r.stderr
-    assert [label for label, _ in seen] == ["random", "test images of synthetic"]
+    assert [label for label, _ in seen] == ["random", "train images of synthetic"]
     half = next(line for line in r.stdout.splitlines() if line.startswith("fp16 parity on "))
-    assert half.startswith("fp16 parity on 2 test images of synthetic resized to 64x64: max |Δp| vs torch in ")
+    assert half.startswith("fp16 parity on 2 train images of synthetic resized to 64x64: max |Δp| vs torch in ")
     windows = seen[1][1][0]
-    first = crackseg.create_dataset("synthetic", n_train=8, n_test=3, size=64).samples("test")[0].load_image()
+    first = crackseg.create_dataset("synthetic", n_train=8, n_test=3, size=64).samples("train")[0].load_image()
     assert windows.shape == (2, 3, 64, 64) and np.allclose(windows[0].transpose(1, 2, 0) * 255, first, atol=1e-3)
     entries = load_onnx(tmp_path / "m16.onnx")[1]["parity"]
-    assert [e["inputs"] for e in entries] == ["random", "test images of synthetic"]
+    assert [e["inputs"] for e in entries] == ["random", "train images of synthetic"]
     # a bare checkpoint has no test images: random inputs, and a refusal says where a fairer check is
     from crackseg.apps.export import parity
 
@@ -504,4 +505,4 @@ def test_fp16_of_a_run_folder_is_judged_on_its_test_images(tiny_run, tmp_path, m
     failure = parity(ref, ref, [ref[0] - 6e-2], 0.5, precision="fp16", sizes=(8,)).failure()
     assert "on 1 random 8x8 images" in failure and "export its run folder" in failure
     assert "run folder" not in parity(ref, ref, [ref[0] - 6e-2], 0.5, precision="fp16", sizes=(8,),
-                                      inputs="test images of cfd").failure()
+                                      inputs="train images of cfd").failure()

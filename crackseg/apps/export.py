@@ -141,7 +141,7 @@ class Int8Check:
 @dataclass
 class Parity:
     """An exported graph checked against the torch model on the same inputs (:func:`parity`): random images, or
-    (``--fp16`` of a run folder) windows of the run's test images."""
+    (``--fp16`` of a run folder) windows of the run's training images."""
 
     #: ``fp32`` (judged by :data:`PARITY_FACTOR`, :data:`PARITY_TOLERANCE`, :data:`MASK_FLIP_BOUND`) or ``fp16``
     #: (judged by :data:`FP16_TOLERANCE` only; its mask changes are reported)
@@ -161,7 +161,7 @@ class Parity:
     flipped: int
     torch_flipped: int
     pixels: int
-    #: what the inputs were: ``random``, or e.g. ``test images of cfd`` (resized to the sizes)
+    #: what the inputs were: ``random``, or e.g. ``train images of cfd`` (resized to the sizes)
     inputs: str = "random"
 
     @property
@@ -187,7 +187,7 @@ class Parity:
         if not self.onnx_error <= self.allowed:  # NaN fails too
             if self.precision == "fp16":
                 hint = ("; export it without --fp16, or export its run folder: --fp16 is then judged on the run's "
-                        "test images" if self.inputs == "random" else "; export it without --fp16")
+                        "training images" if self.inputs == "random" else "; export it without --fp16")
                 return (f"in half precision the ONNX graph differs from the torch model by {self.onnx_error:.2g} "
                         f"(> {FP16_TOLERANCE:g}, max |Δp| vs torch in {self.reference} on {self._inputs()}){hint}")
             own = (f"{PARITY_FACTOR:g}x torch fp32's own {self.torch_error:.2g} and {PARITY_TOLERANCE:g}"
@@ -328,9 +328,9 @@ def export_onnx(source: str | Path, out: str | Path, *, opset: int = 18, dynamic
         if fp32.failure():
             raise CracksegError(f"backbone {name!r}: {fp32.failure()}" + ("; try without --dynamic" if dynamic else ""))
         parities = [fp32]
-        if fp16:  # judged on what it will see: the run's own test images, where there is a run folder
+        if fp16:  # judged on images like those it will see: the run's training images, where there is a run folder
             _to_fp16(tmp)
-            windows = _test_windows(_run_folder(source), sizes)
+            windows = _run_windows(_run_folder(source), sizes)
             half = _parity(tmp, refs if windows is None else _references(wrapped, sizes, inputs=windows), sizes,
                            record["value"], "fp16")
             if half is None or half.failure():
@@ -507,7 +507,7 @@ class _References:
 def _references(wrapped: torch.nn.Module, sizes: tuple[int, ...], images: int = 2,
                 inputs: tuple[list[np.ndarray], str] | None = None) -> _References:
     """Random ``[images, 3, s, s]`` inputs in [0, 1] for each size (seeded), or the given ``(inputs, label)``
-    (:func:`_test_windows`), and the torch model's probabilities for them in float32 and in float64 (a deep copy
+    (:func:`_run_windows`), and the torch model's probabilities for them in float32 and in float64 (a deep copy
     ``.double()``: torch's own float32 error is measured against it)."""
     if inputs is None:
         gen = torch.Generator().manual_seed(0)
@@ -527,28 +527,32 @@ def _references(wrapped: torch.nn.Module, sizes: tuple[int, ...], images: int = 
     return _References([x.numpy() for x in xs], fp32, fp64, "float64", label)
 
 
-#: test images of a run whose windows judge an ``--fp16`` export
+#: training images of a run whose windows judge an ``--fp16`` export
 FP16_CHECK_IMAGES = 2
 
 
-def _test_windows(run_dir: Path | None, sizes: tuple[int, ...],
-                  images: int = FP16_CHECK_IMAGES) -> tuple[list[np.ndarray], str] | None:
-    """The first ``images`` test images of a run, resized to each size as ``--mode resize`` feeds them to the model
-    (``[n, 3, s, s]`` in [0, 1]), and a label naming them; None without a run folder or test images."""
+def _run_windows(run_dir: Path | None, sizes: tuple[int, ...],
+                 images: int = FP16_CHECK_IMAGES) -> tuple[list[np.ndarray], str] | None:
+    """The first ``images`` training images of a run (never one of its test split), resized to each size as
+    ``--mode resize`` feeds them to the model (``[n, 3, s, s]`` in [0, 1]), and a label naming them; None without a
+    run folder or training images."""
     if run_dir is None:
         return None
     import cv2
 
     from crackseg.config.run_folder import data_label
+    from crackseg.data.loading import train_samples
     from crackseg.evaluation.scoring import run_test_split
 
     data, tests, _ = run_test_split(run_dir)
-    if not tests:
+    test_stems = {s.stem for s in tests}
+    train = [s for s in train_samples(data) if s.stem not in test_stems][:images]
+    if not train:
         return None
-    photos = [s.load_image() for s in tests[:images]]
+    photos = [s.load_image() for s in train]
     xs = [np.stack([cv2.resize(p, (s, s), interpolation=cv2.INTER_CUBIC).transpose(2, 0, 1) for p in photos])
           .astype(np.float32) / 255.0 for s in sizes]
-    return xs, f"test images of {data_label(data)}"
+    return xs, f"{data.get('train_split', 'train')} images of {data_label(data)}"
 
 
 def _parity(path: Path, refs: _References, sizes: tuple[int, ...], threshold: float, precision: str) -> Parity | None:
