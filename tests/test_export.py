@@ -506,3 +506,17 @@ def test_fp16_of_a_run_folder_is_judged_on_its_training_images(tiny_run, tmp_pat
     assert "on 1 random 8x8 images" in failure and "export its run folder" in failure
     assert "run folder" not in parity(ref, ref, [ref[0] - 6e-2], 0.5, precision="fp16", sizes=(8,),
                                       inputs="train images of cfd").failure()
+
+
+def test_fp16_of_a_run_whose_images_are_gone_is_judged_on_random_images(tiny_run, tmp_path, monkeypatch):
+    pytest.importorskip("onnxconverter_common")
+    import crackseg.evaluation.scoring as scoring
+    from crackseg.base.errors import DataError
+
+    def gone(run_dir):
+        raise DataError(f"{run_dir}: the data set's folder is not on this machine")
+
+    monkeypatch.setattr(scoring, "run_test_split", gone)
+    r = run_main("export", str(tiny_run), "--out", str(tmp_path / "m16.onnx"), "--fp16")
+    assert r.returncode == 0, r.stderr
+    assert any(line.startswith("fp16 parity on 2 random 64x64 images") for line in r.stdout.splitlines())

@@ -22,8 +22,10 @@ masks differ from float64's, when that is more).
 
 With ``fp16`` the checked fp32 graph is converted to half-precision weights and arithmetic
 (onnxconverter-common; inputs and outputs stay float32, numerically fragile ops stay fp32) and
-checked again, against the same float64 reference, with a tolerance for half precision (5e-2); its
-mask changes are reported, not judged.
+checked again, against the same float64 reference, with a tolerance for half precision (5e-2), on images
+like those it will see: a run folder's first training images (never one of its test split), resized to the
+window; random images for a bare checkpoint, or where the run's images cannot be read. Its mask changes are
+reported, not judged.
 
 With ``int8`` (a run folder only) the checked fp32 graph is quantised statically (onnxruntime's QDQ
 format: per-channel int8 convolution weights, uint8 activations whose ranges are calibrated on windows
@@ -535,7 +537,7 @@ def _run_windows(run_dir: Path | None, sizes: tuple[int, ...],
                  images: int = FP16_CHECK_IMAGES) -> tuple[list[np.ndarray], str] | None:
     """The first ``images`` training images of a run (never one of its test split), resized to each size as
     ``--mode resize`` feeds them to the model (``[n, 3, s, s]`` in [0, 1]), and a label naming them; None without a
-    run folder or training images."""
+    run folder, or where its training images cannot be read."""
     if run_dir is None:
         return None
     import cv2
@@ -544,12 +546,15 @@ def _run_windows(run_dir: Path | None, sizes: tuple[int, ...],
     from crackseg.data.loading import train_samples
     from crackseg.evaluation.scoring import run_test_split
 
-    data, tests, _ = run_test_split(run_dir)
-    test_stems = {s.stem for s in tests}
-    train = [s for s in train_samples(data) if s.stem not in test_stems][:images]
-    if not train:
+    try:
+        data, tests, _ = run_test_split(run_dir)
+        test_stems = {s.stem for s in tests}
+        train = [s for s in train_samples(data) if s.stem not in test_stems][:images]
+        photos = [s.load_image() for s in train]
+    except CracksegError:  # the run's data is not on this machine: random images (the printed line says so)
         return None
-    photos = [s.load_image() for s in train]
+    if not photos:
+        return None
     xs = [np.stack([cv2.resize(p, (s, s), interpolation=cv2.INTER_CUBIC).transpose(2, 0, 1) for p in photos])
           .astype(np.float32) / 255.0 for s in sizes]
     return xs, f"{data.get('train_split', 'train')} images of {data_label(data)}"
