@@ -540,24 +540,32 @@ def _run_windows(run_dir: Path | None, sizes: tuple[int, ...],
     run folder, or where its training images cannot be read."""
     if run_dir is None:
         return None
-    import cv2
-
     from crackseg.config.run_folder import data_label
-    from crackseg.data.loading import train_samples
-    from crackseg.evaluation.scoring import run_test_split
 
     try:
-        data, tests, _ = run_test_split(run_dir)
-        test_stems = {s.stem for s in tests}
-        train = [s for s in train_samples(data) if s.stem not in test_stems][:images]
-        photos = [s.load_image() for s in train]
+        data, train, _, _ = _training_split(run_dir)
+        photos = [s.load_image() for s in train[:images]]
     except CracksegError:  # the run's data is not on this machine: random images (the printed line says so)
         return None
     if not photos:
         return None
-    xs = [np.stack([cv2.resize(p, (s, s), interpolation=cv2.INTER_CUBIC).transpose(2, 0, 1) for p in photos])
-          .astype(np.float32) / 255.0 for s in sizes]
+    xs = []
+    for size in sizes:
+        rec = _WindowRecorder(size, "resize", 0.25)
+        rec.predict_many(photos)
+        xs.append(_as_input(np.stack(rec.windows)))
     return xs, f"{data.get('train_split', 'train')} images of {data_label(data)}"
+
+
+def _training_split(run_dir: Path) -> tuple[dict[str, Any], list[Any], list[Any], str]:
+    """A run's data section, its training samples outside its test split (what an export is calibrated and
+    judged on: never a test image), its test samples and its metric protocol."""
+    from crackseg.data.loading import train_samples
+    from crackseg.evaluation.scoring import run_test_split
+
+    data, tests, protocol = run_test_split(run_dir)
+    test_stems = {s.stem for s in tests}
+    return data, [s for s in train_samples(data) if s.stem not in test_stems], tests, protocol
 
 
 def _parity(path: Path, refs: _References, sizes: tuple[int, ...], threshold: float, precision: str) -> Parity | None:
@@ -717,13 +725,9 @@ def _to_int8(tmp: Path, model: torch.nn.Module, pc: dict[str, Any], run_dir: Pat
     what changed against it: ODS, and mask pixels flipped at ``threshold`` (the one recorded in the export), on
     the run's test images; speed on this CPU."""
     from crackseg.config.run_folder import data_label
-    from crackseg.data.loading import train_samples
-    from crackseg.evaluation.scoring import run_test_split
     from crackseg.prediction.predictor import Predictor
 
-    data, tests, protocol = run_test_split(run_dir)
-    test_stems = {s.stem for s in tests}
-    train = [s for s in train_samples(data) if s.stem not in test_stems]  # never calibrate on a test image
+    data, train, tests, protocol = _training_split(run_dir)  # never calibrate on a test image
     if not train:
         raise DataError(f"{run_dir}: --int8 found no training images (outside the test split) to calibrate on")
     windows, n_images = calibration_windows([s.load_image for s in train], size, pc, calibration)
